@@ -1,0 +1,81 @@
+"""The registry and the command line: names, descriptions, clear errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo import cli
+
+REQUIRED = ["xdncnn", "xdncnn_rgb", "dncnn_s", "dncnn_rgb", "srcnn", "xsrcnn_f", "xsrcnn_c",
+            "srresnet", "xsrresnet", "convnet", "xnet", "vdsr", "memnet", "nlrn"]
+
+
+def test_every_required_name_is_registered():
+    assert set(REQUIRED) <= set(zoo.list_models())
+
+
+def test_list_models_filters_by_pattern():
+    assert zoo.list_models("xsrcnn*") == ["xsrcnn_c", "xsrcnn_f"]
+    assert zoo.list_models("nothing*") == []
+
+
+def test_describe_reports_conventions_and_input():
+    d = zoo.describe("xsrresnet")
+    assert d["scale"] == 4 and d["upsampling"] == "sub-pixel" and d["input"] == "RGB"
+    assert d["params"]["paper"] == 1_155_968
+    assert d["params"]["keras"] > d["params"]["paper"] > d["params"]["kernels"]
+    assert "xUnit" in d["paper"]
+
+
+def test_overrides_reach_the_builder():
+    model = zoo.build("memnet", blocks=2, recursions=3, filters=8, name="tiny")
+    assert model.name == "tiny"
+    assert len([l for l in model.layers if l.name.startswith("memory_block")]) == 2
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ValueError, match=r"Unknown model 'xdncn'.*'xdncnn'"):
+        zoo.build("xdncn")
+
+
+def test_override_the_builder_does_not_take():
+    with pytest.raises(TypeError, match=r"takes no override 'recursions'.*It takes: .*blocks"):
+        zoo.build("xdncnn", recursions=3)
+
+
+def test_wrong_channel_count_is_a_clear_error():
+    model = zoo.build("xdncnn")
+    with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 1"):
+        model(np.zeros((1, 16, 16, 3), "float32"))
+
+
+@pytest.mark.parametrize("channels", [0, -1, 2.5, True])
+def test_bad_channel_argument(channels):
+    with pytest.raises(ValueError, match="channels must be a positive integer"):
+        zoo.build("xdncnn", channels=channels)
+
+
+def test_bad_architecture_arguments():
+    with pytest.raises(ValueError, match="neighbourhood must be an odd"):
+        zoo.build("nlrn", neighbourhood=4)
+    with pytest.raises(ValueError, match="scale must be one of"):
+        zoo.build("srresnet", scale=5)
+
+
+def test_cli_list_prints_every_model(capsys):
+    assert cli.main(["list", "x*"]) == 0
+    out = capsys.readouterr().out
+    for name in zoo.list_models("x*"):
+        assert f"| {name} " in out
+    assert "303,616" in out  # xDnCNN under the paper's convention
+
+
+def test_cli_error_is_one_line():
+    result = subprocess.run([sys.executable, "-m", "zoo", "list", "--json", "nothing*"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "[]"
+    result = subprocess.run([sys.executable, "-m", "zoo", "frobnicate"], capture_output=True, text=True)
+    assert result.returncode == 2 and "invalid choice" in result.stderr

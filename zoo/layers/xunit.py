@@ -1,0 +1,93 @@
+"""xUnit: a learnable spatial activation (Kligvasser et al., CVPR 2018, §3, Eqs. 5-6).
+
+    out = z * g,   g = exp(-d^2),   d = BN(DW_kxk(ReLU(BN(z))))
+
+``z`` is the output of the preceding convolution.  The gate ``g`` lies in
+[0, 1], so ``|out| <= |z|``.  Fig. 6 of the paper compares designs written as
+``BN+RL+CD+BN+GS`` (batch norm, ReLU, depthwise conv, batch norm, Gaussian);
+:meth:`XUnit.from_design` builds any of them from that notation.
+"""
+
+import keras
+from keras import ops
+
+from zoo.layers.normalization import batch_norm
+
+GATES = ("gaussian", "linear")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class XUnit(keras.layers.Layer):
+    """Spatial activation ``z * exp(-BN(DW(ReLU(BN(z))))^2)``.
+
+    Args:
+        kernel_size: support of the depthwise filter (9 in every experiment of
+            the paper).
+        pre_norm: batch norm before the ReLU.
+        relu: the ReLU before the depthwise conv.
+        post_norm: batch norm after the depthwise conv.
+        gate: ``"gaussian"`` (``exp(-d^2)``, in [0, 1]) or ``"linear"`` (the
+            weight map is ``d`` itself, the paper's BN+RL+CD design).
+
+    Parameter overhead for ``c`` channels: ``(k^2 + 4) c`` under the paper's
+    convention, plus ``c`` depthwise biases.
+    """
+
+    def __init__(self, kernel_size=9, pre_norm=True, relu=True, post_norm=True,
+                 gate="gaussian", **kwargs):
+        super().__init__(**kwargs)
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
+        self.kernel_size = int(kernel_size)
+        self.pre_norm = bool(pre_norm)
+        self.relu = bool(relu)
+        self.post_norm = bool(post_norm)
+        self.gate = gate
+        self.norm_in = batch_norm(name="bn_in") if pre_norm else None
+        self.depthwise = keras.layers.DepthwiseConv2D(
+            self.kernel_size, padding="same", use_bias=True, name="depthwise")
+        self.norm_out = batch_norm(name="bn_out") if post_norm else None
+
+    @classmethod
+    def from_design(cls, design, kernel_size=9, **kwargs):
+        """An xUnit from the paper's Fig. 6 notation, e.g. ``"BN+RL+CD+BN+GS"``."""
+        tokens = design.upper().replace(" ", "").split("+")
+        if "CD" not in tokens:
+            raise ValueError(f"an xUnit design needs a depthwise conv (CD): {design!r}")
+        cd = tokens.index("CD")
+        before, after = tokens[:cd], tokens[cd + 1:]
+        known_before = [t for t in ("BN", "RL") if t in before]
+        known_after = [t for t in ("BN", "GS") if t in after]
+        if before != known_before or after != known_after:
+            raise ValueError(f"xUnit designs read [BN+][RL+]CD[+BN][+GS]; got {design!r}")
+        return cls(kernel_size=kernel_size, pre_norm="BN" in before, relu="RL" in before,
+                   post_norm="BN" in after, gate="gaussian" if "GS" in after else "linear",
+                   **kwargs)
+
+    def build(self, input_shape):
+        for layer in (self.norm_in, self.depthwise, self.norm_out):
+            if layer is not None:
+                layer.build(input_shape)
+
+    def call(self, z, training=None):
+        d = z
+        if self.norm_in is not None:
+            d = self.norm_in(d, training=training)
+        if self.relu:
+            d = ops.relu(d)
+        d = self.depthwise(d)
+        if self.norm_out is not None:
+            d = self.norm_out(d, training=training)
+        if self.gate == "gaussian":
+            # exp(d * (-1 * d)) rather than exp(-square(d)): SQUARE and NEG
+            # have no int8 kernels in TFLite, MUL does.
+            d = ops.exp(ops.multiply(d, ops.multiply(d, -1.0)))
+        return ops.multiply(z, d)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size,
+                "pre_norm": self.pre_norm, "relu": self.relu,
+                "post_norm": self.post_norm, "gate": self.gate}
