@@ -1,0 +1,220 @@
+"""tf.data pipelines: folder -> (degraded, clean) patches for ``model.fit``, and test pairs.
+
+Training (:func:`training_dataset`):
+
+1. Read every image once (``read_folder``: bad or too-small files are skipped
+   with a warning) and cache it in the dataset.
+2. Deterministic degradations are applied to the whole image once, as the
+   papers do: bicubic down (and up, for interpolated-input models) per scale
+   after ``modcrop``; JPEG per quality (the 8x8 block grid of the whole image).
+   Several levels give one (degraded, clean) pair per level, so a blind model
+   sees them mixed.
+3. Patches: ``"grid"`` (every patch at ``stride``; MemNet: 31 at stride 21) or
+   ``"random"`` (``patches_per_image`` crops per visit; xUnit: 80, NLRN: 43).
+   Sub-pixel pairs are cropped at aligned positions (low-res patch = patch / s).
+4. Per patch: Gaussian noise for denoising (unclipped, sigma per sample from
+   the levels or a range), then one of the 8 dihedral transforms on input and
+   target alike.
+5. Batch and prefetch with ``AUTOTUNE`` parallelism.
+
+Every random choice uses stateless ops seeded by ``(seed, element index)``, so
+a pipeline is deterministic given its seed, whatever the parallelism.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from .degrade import TASKS, add_noise, bicubic_degrade, image_seed, jpeg_degrade, tf_add_noise
+from .degrade import tf_uniform_level
+from .io import ImageReadError, read_folder
+from .resize import modcrop
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def check_levels(task, levels):
+    """``levels`` as a list, checked against what ``task`` takes; a clear error otherwise."""
+    levels = list(levels) if isinstance(levels, (list, tuple)) else [levels]
+    if not levels:
+        raise ValueError("at least one level is needed")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if task == "sr" and any(int(s) != s or s < 2 for s in levels):
+        raise ValueError(f"SR scales must be integers >= 2, got {levels}")
+    if task == "jpeg" and any(not 1 <= q <= 100 for q in levels):
+        raise ValueError(f"JPEG qualities lie in 1..100, got {levels}")
+    if task == "denoise" and any(s < 0 for s in levels):
+        raise ValueError(f"noise levels are sigmas >= 0 on the 0-255 scale, got {levels}")
+    return levels
+
+
+def degrade_whole(clean, task, level, upsampling="interpolated"):
+    """The deterministic, whole-image part of a degradation: SR and JPEG; denoising adds nothing.
+
+    Returns ``(degraded, clean)``; for SR the clean image is modcropped to the scale.
+    """
+    if task == "sr":
+        clean = modcrop(clean, level)
+        degraded = bicubic_degrade(clean.astype(np.float64), level,
+                                   upsample=upsampling == "interpolated")
+        return degraded.astype(np.float32), clean
+    if task == "jpeg":
+        return jpeg_degrade(clean, level), clean
+    return clean, clean
+
+
+def _pairs(images, task, levels, upsampling):
+    """(degraded, clean) whole-image pairs: one per image and deterministic level."""
+    if task == "denoise":
+        return [(image, image) for image in images]
+    pairs = []
+    for image in tqdm(images, desc=f"degrading ({task} {levels})", unit="img", leave=False):
+        pairs.extend(degrade_whole(image, task, level, upsampling) for level in levels)
+    return pairs
+
+
+def _dihedral(x, k):
+    """The k-th of the 8 dihedral transforms (k in 0..7): rot90^(k mod 4), then a flip if k >= 4."""
+    x = tf.image.rot90(x, k % 4)
+    return tf.cond(k >= 4, lambda: tf.image.flip_left_right(x), lambda: x)
+
+
+def _grid_patches(degraded, clean, size, stride, ratio):
+    """Every patch of the pair on the grid (low-res grid for sub-pixel pairs)."""
+    low = size // ratio
+
+    def cut(image, patch, step):
+        patches = tf.image.extract_patches(image[None], [1, patch, patch, 1], [1, step, step, 1],
+                                           [1, 1, 1, 1], "VALID")
+        return tf.reshape(patches, [-1, patch, patch, tf.shape(image)[-1]])
+
+    return tf.data.Dataset.from_tensor_slices(
+        (cut(degraded, low, stride // ratio), cut(clean, size, stride)))
+
+
+def _random_patches(degraded, clean, size, count, ratio, seed):
+    """``count`` random crops of the pair at aligned positions."""
+    low = size // ratio
+    shape = tf.shape(degraded)
+    tops = tf.random.stateless_uniform([count], seed, 0, shape[0] - low + 1, tf.int32)
+    lefts = tf.random.stateless_uniform([count], seed + [0, 1], 0, shape[1] - low + 1, tf.int32)
+
+    def crop(i):
+        top, left = tops[i], lefts[i]
+        return (degraded[top:top + low, left:left + low],
+                clean[top * ratio:top * ratio + size, left * ratio:left * ratio + size])
+
+    return tf.data.Dataset.range(count).map(crop)
+
+
+def _named_images(data, mode, min_size=None):
+    """``(name, float32 array)`` pairs from folder(s), or the pairs themselves."""
+    if isinstance(data, (list, tuple)) and data and isinstance(data[0], tuple):
+        return [(name, np.asarray(image, np.float32)) for name, image in data]
+    try:
+        return read_folder(data, mode=mode, min_size=min_size)
+    except ImageReadError:
+        if min_size and any(read_folder(data, mode=mode)):
+            where = data if isinstance(data, (str, os.PathLike)) else ", ".join(map(str, data))
+            raise ValueError(f"no image in {where} is at least {min_size}x{min_size} px "
+                             "(the patch size)") from None
+        raise
+
+
+def training_dataset(data, *, task, levels, patch_size, batch_size, mode="gray",
+                     upsampling="interpolated", patches="random", stride=None,
+                     patches_per_image=8, level_range=None, augment=True, seed=0,
+                     shuffle_buffer=4096):
+    """An infinite, batched ``tf.data.Dataset`` of ``(degraded, clean)`` float32 patches.
+
+    Args:
+        data: a folder, a list of folders, or a list of ``(name, HxWxC array)``
+            (e.g. ``zoo.data.demo_images()``).
+        task: ``"denoise"``, ``"sr"`` or ``"jpeg"``.
+        levels: sigma(s) (0-255 scale), scale(s) or JPEG quality(ies); a list
+            trains one blind model on all of them.
+        patch_size: side of the clean patch (the low-res patch of a sub-pixel
+            pair is ``patch_size / scale``).
+        batch_size: patches per batch.
+        mode: ``"gray"``, ``"Y"`` or ``"RGB"``, the model's input convention.
+        upsampling: ``"interpolated"`` or ``"sub-pixel"`` (SR only).
+        patches: ``"random"`` or ``"grid"``.
+        stride: grid stride (default: ``patch_size``, no overlap).
+        patches_per_image: random crops per image per pass.
+        level_range: ``(low, high)`` to draw the noise sigma uniformly instead of
+            from ``levels`` (blind denoising).
+        augment: apply a random dihedral transform to every pair.
+        seed: makes the whole pipeline deterministic.
+    """
+    levels = check_levels(task, levels)
+    if upsampling not in ("interpolated", "sub-pixel"):
+        raise ValueError(f"upsampling must be 'interpolated' or 'sub-pixel', got {upsampling!r}")
+    ratio = int(levels[0]) if task == "sr" and upsampling == "sub-pixel" else 1
+    if ratio > 1 and (len(levels) > 1 or patch_size % ratio):
+        raise ValueError("a sub-pixel model trains on one scale, with a patch size that is a "
+                         f"multiple of it (got scales {levels}, patch {patch_size})")
+    if patches not in ("random", "grid"):
+        raise ValueError(f"patches must be 'random' or 'grid', got {patches!r}")
+    stride = stride or patch_size
+    if ratio > 1 and stride % ratio:
+        raise ValueError(f"the grid stride {stride} must be a multiple of the scale {ratio}")
+
+    images = [image for _, image in _named_images(data, mode, min_size=patch_size)]
+    too_small = [i for i, image in enumerate(images) if min(image.shape[:2]) < patch_size]
+    if too_small:
+        raise ValueError(f"{len(too_small)} image(s) are smaller than the patch size {patch_size}")
+    pairs = _pairs(images, task, levels, upsampling)
+    channels = images[0].shape[-1]
+
+    def generate():
+        yield from pairs
+
+    spec = tf.TensorSpec((None, None, channels), tf.float32)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=(spec, spec)).cache()
+    seed = int(seed)
+    if patches == "grid":
+        dataset = dataset.flat_map(lambda d, c: _grid_patches(d, c, patch_size, stride, ratio))
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed).repeat()
+    else:
+        dataset = dataset.repeat().shuffle(len(pairs), seed=seed).enumerate()
+        dataset = dataset.interleave(
+            lambda i, pair: _random_patches(pair[0], pair[1], patch_size, patches_per_image,
+                                            ratio, tf.stack([tf.cast(seed, tf.int64), i])),
+            cycle_length=4, num_parallel_calls=AUTOTUNE, deterministic=True)
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed + 1)
+
+    def finish(index, pair):
+        degraded, clean = pair
+        element_seed = tf.stack([tf.cast(seed + 2, tf.int64), index])
+        if task == "denoise":
+            sigma = (tf_uniform_level(*level_range, seed=element_seed + [0, 1]) if level_range
+                     else levels)
+            degraded = tf_add_noise(clean, sigma, seed=element_seed)
+        if augment:
+            k = tf.random.stateless_uniform([], element_seed + [0, 2], 0, 8, tf.int32)
+            degraded, clean = _dihedral(degraded, k), _dihedral(clean, k)
+        return degraded, clean
+
+    dataset = dataset.enumerate().map(finish, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def evaluation_pairs(data, task, level, *, mode="gray", upsampling="interpolated", seed=0):
+    """Whole-image ``(name, degraded, clean)`` float32 triples under SPEC §4.
+
+    Denoising noise is seeded per image from its file name (``image_seed``), so
+    a test set always gets the same noise.  ``data`` is a folder, a list of
+    folders, or a list of ``(name, array)``.  Float32 is what models take; the
+    protocol's float64 reference numbers are :func:`zoo.evaluate.baseline`'s.
+    """
+    level = check_levels(task, level)[0]
+    triples = []
+    for name, image in _named_images(data, mode):
+        degraded, clean = degrade_whole(image, task, level, upsampling)
+        if task == "denoise":
+            degraded = add_noise(clean, level, seed=image_seed(name, seed))
+        triples.append((name, degraded.astype(np.float32), clean.astype(np.float32)))
+    return triples
