@@ -31,6 +31,73 @@ def cmd_list(args):
     return 0
 
 
+def cmd_baseline(args):
+    from zoo.evaluate import baseline, markdown_table as result_table
+
+    result = baseline(args.task, _number(args.level), args.data, seed=args.seed)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{args.task} level {args.level}, degraded input vs clean (SPEC §4 protocol)\n")
+        print(result_table(result))
+    return 0
+
+
+def cmd_train(args):
+    from zoo.train import TrainConfig, train
+
+    config = TrainConfig(
+        model=args.model, overrides=_key_values(args.set), task=args.task,
+        levels=[_number(v) for v in args.level.split(",")], train=args.train, val=args.val,
+        recipe=args.recipe, recipe_overrides=_recipe_overrides(args), seed=args.seed,
+        out=args.out or f"runs/{args.model}-{args.task}", mixed_precision=args.mixed_precision,
+        strategy=args.strategy, val_limit=args.val_limit, checkpoint_every=args.checkpoint_every)
+    run = train(config)
+    final = run["final"]
+    print(f"\nValidation ({len(config.val or []) and ', '.join(config.val) or 'built-in demo images'}"
+          f", {config.task} level {args.level}, SPEC §4 protocol):\n")
+    print(markdown_table(["", "PSNR (dB)", "SSIM"],
+                         [["degraded input", f"{final['input_psnr']:.2f}", f"{final['input_ssim']:.4f}"],
+                          [config.model, f"{final['val_psnr']:.2f}", f"{final['val_ssim']:.4f}"]]))
+    print(f"\n{run['steps']} steps in {run['wall_seconds']:.0f} s. Checkpoints and run.json in "
+          f"{config.out}/; TensorBoard: tensorboard --logdir {config.out}/logs")
+    return 0
+
+
+def _key_values(pairs):
+    """``["blocks=4", "multi_supervised=true"]`` -> ``{"blocks": 4, "multi_supervised": True}``."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value.lower() if value.lower() in ("true", "false", "null") else value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _recipe_overrides(args):
+    overrides = _key_values(args.recipe_set)
+    for field, value in (("patch_size", args.patch), ("batch_size", args.batch),
+                         ("steps", args.steps), ("steps_per_epoch", args.steps_per_epoch)):
+        if value is not None:
+            overrides[field] = value
+    if args.epochs is not None:
+        per_epoch = overrides.get("steps_per_epoch")
+        if per_epoch is None:
+            from zoo.recipes import get_recipe
+            per_epoch = get_recipe(args.recipe).steps_per_epoch
+        overrides["steps"] = args.epochs * per_epoch
+    return overrides
+
+
+def _number(text):
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def markdown_table(header, rows):
     """A GitHub Markdown table with aligned columns."""
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
@@ -46,7 +113,66 @@ def build_parser():
     p.add_argument("pattern", nargs="?", help="glob over model names, e.g. 'x*'")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("baseline", help="PSNR/SSIM of the degraded input (the papers' "
+                                        "Bicubic / JPEG / noisy columns)")
+    p.add_argument("--task", required=True, choices=["denoise", "sr", "jpeg"])
+    p.add_argument("--level", required=True,
+                   help="noise sigma (0-255 scale), SR scale or JPEG quality")
+    p.add_argument("--data", required=True, nargs="+", help="folder(s) of clean test images")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the per-image noise")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("train", help="train a model with model.fit (TensorBoard, checkpoints, resume)",
+                       description=TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_arguments(p)
+    p.set_defaults(func=cmd_train)
     return parser
+
+
+TRAIN_HELP = """Train a zoo model for denoising, super-resolution or JPEG deblocking.
+
+Examples:
+  zoo train --model xnet --set layers=3 --recipe demo            # built-in images, ~2 min on CPU
+  zoo train --model xdncnn --task denoise --level 25 --recipe xunit --train ../shared/data/BSD400
+  zoo train --model memnet --task denoise --level 30,50,70 --recipe memnet --train DIR
+  zoo train --model xsrcnn_f --task sr --level 3 --recipe xunit --train T91 BSD200 --val Set5
+
+A run interrupted for any reason resumes where it stopped when started again with the same --out.
+"""
+
+
+def add_train_arguments(p):
+    p.add_argument("--model", default="xdncnn", help="registry name (see 'zoo list')")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="builder override, e.g. --set blocks=4 --set multi_supervised=true")
+    p.add_argument("--task", default="denoise", choices=["denoise", "sr", "jpeg"])
+    p.add_argument("--level", default="25",
+                   help="sigma (denoise), scale (sr) or quality (jpeg); several, comma-separated, "
+                        "train one blind model (MemNet: 30,50,70)")
+    p.add_argument("--train", nargs="+", metavar="DIR",
+                   help="folder(s) of clean training images (default: built-in demo images)")
+    p.add_argument("--val", nargs="+", metavar="DIR",
+                   help="folder(s) of clean validation images (default: built-in demo images)")
+    p.add_argument("--recipe", default="demo", help="memnet, xunit, dncnn, nlrn or demo")
+    p.add_argument("--recipe-set", action="append", metavar="FIELD=VALUE",
+                   help="override a recipe field, e.g. --recipe-set learning_rate=0.01")
+    p.add_argument("--patch", type=int, help="patch size (recipe default otherwise)")
+    p.add_argument("--batch", type=int, help="batch size (global, across replicas)")
+    p.add_argument("--steps", type=int, help="training steps in all")
+    p.add_argument("--epochs", type=int, help="epochs of --steps-per-epoch steps")
+    p.add_argument("--steps-per-epoch", type=int, help="steps between validations")
+    p.add_argument("--val-limit", type=int, default=0, help="validate on the first N images only")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="steps between resumable backups (default: a quarter epoch)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default runs/MODEL-TASK)")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="float16 on GPU, bfloat16 on CPU")
+    p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],
+                   help="tf.distribute strategy: mirrored = all GPUs of this machine; "
+                        "multiworker reads TF_CONFIG")
 
 
 def main(argv=None):
