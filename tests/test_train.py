@@ -1,0 +1,166 @@
+"""Training: model.fit recipes, validation, TensorBoard, resume after a kill, strategies."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import keras
+
+import zoo
+from zoo.data import demo_images, write_image
+from zoo.train import TrainConfig, multi_supervised_loss_weights, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--model", "xnet", "--set", "layers=2", "--set", "filters=16", "--patch", "24",
+        "--batch", "8", "--val-limit", "1"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Crops of the built-in demo photographs, small enough for quick validation."""
+    path = tmp_path_factory.mktemp("images")
+    for name, image in demo_images("gray")[:4]:
+        write_image(path / f"{name}.png", image[100:164, 100:180])
+    return path
+
+
+def _cli(args, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, str(ROOT / "train_keras.py"), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_short_run_lowers_loss_and_beats_the_degraded_input(folder, tmp_path):
+    run = train(TrainConfig(model="xnet", overrides={"layers": 3, "filters": 32},
+                            train=[str(folder)], val=[str(folder)], recipe="demo",
+                            recipe_overrides={"steps": 120, "steps_per_epoch": 40,
+                                              "patch_size": 32, "batch_size": 16},
+                            out=str(tmp_path / "run")))
+    loss = run["history"]["loss"]
+    assert loss[-1] < loss[0]
+    assert run["val_psnr"] > run["input_psnr"] + 1.0
+    saved = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert saved["val_psnr"] == run["val_psnr"] and saved["steps"] == 120
+    assert saved["config"]["model"] == "xnet" and "tensorflow" in saved["versions"]
+    restored = keras.saving.load_model(tmp_path / "run" / "best.keras")
+    assert restored.count_params() == zoo.build("xnet", layers=3, filters=32).count_params()
+
+
+def test_tensorboard_has_validation_psnr_and_images(folder, tmp_path):
+    import tensorflow as tf
+    train(TrainConfig(model="xnet", overrides={"layers": 1, "filters": 8}, train=[str(folder)],
+                      val=[str(folder)], recipe_overrides={"steps": 10, "steps_per_epoch": 5,
+                                                           "patch_size": 24, "batch_size": 4},
+                      tensorboard_images=2, out=str(tmp_path)))
+    tags = {}
+    for event_file in (tmp_path / "logs").rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            for value in event.summary.value:
+                kind = value.metadata.plugin_data.plugin_name
+                tags.setdefault(kind, set()).add(value.tag)
+    assert "val_psnr" in tags["scalars"] and "learning_rate" in tags["scalars"]
+    assert len(tags["images"]) == 2 and all("degraded | restored | clean" in t for t in tags["images"])
+    assert any(t.endswith("loss") for t in tags["scalars"])
+
+
+def test_killed_run_resumes_from_its_step(folder, tmp_path):
+    out = tmp_path / "run"
+    args = TINY + ["--train", str(folder), "--val", str(folder), "--steps", "3000",
+                   "--steps-per-epoch", "1000", "--checkpoint-every", "20", "--out", str(out)]
+    process = _cli(args)
+    state, deadline = out / "backup" / "state.npz", time.time() + 240
+    saved = 0
+    while time.time() < deadline and process.poll() is None:
+        if state.exists():
+            with np.load(state) as s:
+                saved = int(s["step"])
+            if saved >= 100:
+                break
+        time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with np.load(state) as s:
+        saved = int(s["step"])
+    assert 100 <= saved < 3000
+
+    resumed = _cli(args)
+    stdout, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr[-2000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["resumed_from_step"] >= saved
+    assert run["steps"] == 3000
+    # The resumed run did the remaining steps, not all of them: first epoch is partial.
+    first_epoch_steps = 1000 - run["resumed_from_step"] % 1000
+    assert "Epoch" in stdout and f"{first_epoch_steps}/{first_epoch_steps}" in stdout
+    model = keras.saving.load_model(out / "last.keras")
+    assert model(np.zeros((1, 16, 16, 1), "float32")).shape == (1, 16, 16, 1)
+
+
+MIRRORED = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import sys, json
+from zoo.cli import main
+sys.exit(main(["train", *json.loads(sys.argv[1])]))
+"""
+
+
+def test_mirrored_strategy_trains_on_two_cpus(folder, tmp_path):
+    args = ["--model", "convnet", "--set", "layers=2", "--set", "filters=16", "--patch", "24",
+            "--batch", "8", "--val-limit", "1", "--train", str(folder), "--val", str(folder),
+            "--steps", "6", "--steps-per-epoch", "3", "--strategy", "mirrored", "--out", str(tmp_path)]
+    result = subprocess.run([sys.executable, "-c", MIRRORED, json.dumps(args)], capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "run.json").read_text())["replicas"] == 2
+    model = keras.saving.load_model(tmp_path / "last.keras")
+    batch_norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert batch_norms and all(l.synchronized for l in batch_norms)
+    assert np.isfinite(model.predict(np.full((1, 20, 20, 1), 0.5, "float32"), verbose=0)).all()
+
+
+def test_multi_supervised_loss_is_eq12(rng):
+    model = zoo.build("memnet", blocks=3, recursions=1, filters=4, multi_supervised=True)
+    weights = multi_supervised_loss_weights(model.output)
+    assert weights["y"] == pytest.approx(1 / 4) and weights["y_2"] == pytest.approx((1 - 1 / 4) / 3)
+    model.compile(optimizer="sgd", loss={k: "mse" for k in weights}, loss_weights=weights)
+    model.get_layer("y").w.assign(np.array([0.2, 0.5, 0.9], "float32"))
+    x = rng.random((2, 8, 8, 1), dtype="float32")
+    clean = rng.random((2, 8, 8, 1), dtype="float32")
+    out = {k: np.asarray(v) for k, v in model(x).items()}
+    mse = {k: np.mean((v - clean) ** 2) for k, v in out.items()}
+    alpha = 1 / 4
+    by_hand = alpha * mse["y"] + (1 - alpha) / 3 * sum(mse[f"y_{m}"] for m in (1, 2, 3))
+    got = model.evaluate(x, {k: clean for k in weights}, verbose=0, return_dict=True)["loss"]
+    assert got == pytest.approx(by_hand, rel=1e-5)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--train", "/nonexistent/folder"], "does not exist"),
+    (["--recipe", "adamw"], "unknown recipe"),
+    (["--task", "sr", "--level", "1.5"], "SR scales must be integers"),
+    (["--task", "jpeg", "--level", "0"], "JPEG qualities lie in 1..100"),
+    (["--patch", "500"], "is at least 500x500 px"),
+])
+def test_bad_input_is_a_one_line_error(folder, tmp_path, args, message):
+    process = _cli(["--model", "xnet", "--train", str(folder), "--steps", "1",
+                    "--out", str(tmp_path)] + args)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 2
+    errors = [line for line in stderr.splitlines() if line.startswith("zoo train: error:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in stderr
+
+
+def test_empty_folder_is_a_one_line_error(tmp_path):
+    process = _cli(["--train", str(tmp_path), "--steps", "1", "--out", str(tmp_path / "run")])
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 2 and "no image files" in stderr and "Traceback" not in stderr
