@@ -27,3 +27,13 @@ def test_demo_folder_is_written_once(tmp_path, monkeypatch):
         np.testing.assert_array_equal(read_image(path), img)
     assert demo_folder("Y") == folder
     assert [f.stat().st_mtime_ns for f in list_images(folder)] == stamps
+
+
+def test_demo_split_holds_validation_images_out():
+    from zoo.data.demo import DEMO_VALIDATION
+    for mode in ("gray", "RGB"):
+        train = {name for name, _ in demo_images(mode, split="train")}
+        val = {name for name, _ in demo_images(mode, split="val")}
+        assert val and train and not train & val
+        assert val <= set(DEMO_VALIDATION)
+        assert train | val == {name for name, _ in demo_images(mode)}

@@ -30,7 +30,7 @@ import tensorflow as tf
 from zoo import registry
 from zoo.data.demo import demo_images
 from zoo.data.pipeline import check_levels, evaluation_pairs, training_dataset
-from zoo.metrics import protocol_metrics
+from zoo.metrics import PSNRMetric, protocol_metrics
 from zoo.recipes import get_recipe, make_optimizer
 
 TASK_LEVELS = {"denoise": "sigma", "sr": "scale", "jpeg": "quality"}
@@ -44,8 +44,8 @@ class TrainConfig:
     overrides: dict = dataclasses.field(default_factory=dict)
     task: str = "denoise"
     levels: list = dataclasses.field(default_factory=lambda: [25])
-    train: list = None            # folders; None: the built-in demo images
-    val: list = None              # folders; None: the built-in demo images
+    train: list = None            # folders; None: the built-in demo images but the held-out two
+    val: list = None              # folders; None: the two held-out demo images
     recipe: str = "demo"
     recipe_overrides: dict = dataclasses.field(default_factory=dict)
     seed: int = 0
@@ -264,12 +264,13 @@ def train(config=None, **kwargs):
         loss_weights = multi_supervised_loss_weights(model.output) if multi else None
         model.compile(optimizer=make_optimizer(recipe, recipe.steps),
                       loss={k: "mse" for k in loss_weights} if multi else "mse",
-                      loss_weights=loss_weights)
+                      loss_weights=loss_weights,
+                      metrics={"y": [PSNRMetric()]} if multi else [PSNRMetric()])
     start_step = ResumableCheckpoint.restore(model, out / "backup")
 
     # Data: patches for training, whole images for validation.
-    train_data = config.train or demo_images(mode)
-    val_data = config.val or demo_images(mode)
+    train_data = config.train or demo_images(mode, split="train")
+    val_data = config.val or demo_images(mode, split="val")
     dataset = training_dataset(
         train_data, task=config.task, levels=levels, patch_size=recipe.patch_size,
         batch_size=recipe.batch_size, mode=mode, upsampling=upsampling, patches=recipe.patches,

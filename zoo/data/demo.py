@@ -27,6 +27,8 @@ DEMO_IMAGES = {
     "rocket": skimage.data.rocket,
 }
 DEMO_MODES = ("gray", "Y", "RGB")
+# Held out from training when the demo set is used for both (coffee: a colour one for RGB).
+DEMO_VALIDATION = ("camera", "coffee")
 
 
 def _uint8(name):
@@ -34,17 +36,21 @@ def _uint8(name):
     return img[..., None] if img.ndim == 2 else img
 
 
-def demo_images(mode="gray"):
+def demo_images(mode="gray", split=None):
     """``[(name, float32 HxWxC in [0, 1]), ...]`` sorted by name.
 
     ``mode`` "gray" (MATLAB ``rgb2gray`` of colour photos) or "Y" (their BT.601 luma, rounded to
     8 bits as MATLAB does) gives all eight images with ``C = 1``; "RGB" gives the five colour
-    ones.
+    ones.  ``split`` "val" keeps only :data:`DEMO_VALIDATION`, "train" only the others.
     """
     if mode not in DEMO_MODES:
         raise ValueError(f"mode must be one of {DEMO_MODES}, got {mode!r}")
+    if split not in (None, "train", "val"):
+        raise ValueError(f"split must be None, 'train' or 'val', got {split!r}")
     images = []
     for name in sorted(DEMO_IMAGES):
+        if split is not None and (name in DEMO_VALIDATION) != (split == "val"):
+            continue
         img = _uint8(name)
         if mode == "RGB" and img.shape[-1] != 3:
             continue
