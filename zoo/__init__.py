@@ -6,6 +6,7 @@
 >>> zoo.count_params(model)          # xUnit paper convention: 303616
 """
 
+from zoo import layers, recipes  # registers the custom layers and optimiser for loading
 from zoo.params import count_params
 from zoo.registry import build, describe, info, list_models, register
 

@@ -64,6 +64,53 @@ def cmd_train(args):
     return 0
 
 
+def _inference_options(args):
+    options = {"ensemble": args.ensemble}
+    if args.tile:
+        options.update(tile=args.tile, overlap=args.overlap)
+    if args.patches:
+        options.update(patches=args.patches, stride=args.stride)
+    return options
+
+
+def cmd_evaluate(args):
+    from zoo.evaluate import evaluate_model, results_table
+    from zoo.registry import info
+    from zoo.restore import load_model
+
+    model = load_model(args.model, args.weights, **_key_values(args.set))
+    evaluation = evaluate_model(model, info(args.model), args.task,
+                                [_number(v) for v in args.level.split(",")], args.data,
+                                seed=args.seed, intermediate=args.intermediate,
+                                **_inference_options(args))
+    print(json.dumps(evaluation, indent=2) if args.json else results_table(evaluation))
+    return 0
+
+
+def cmd_restore(args):
+    from zoo.registry import info
+    from zoo.restore import load_model, restore_files
+
+    model = load_model(args.model, args.weights, **_key_values(args.set))
+    written = restore_files(model, info(args.model), args.inputs, args.out, task=args.task,
+                            scale=args.scale, per_channel=args.per_channel,
+                            **_inference_options(args))
+    print(f"restored {len(written)} image(s) into {args.out}")
+    return 0
+
+
+def add_inference_arguments(p):
+    p.add_argument("--model", required=True, help="registry name (see 'zoo list')")
+    p.add_argument("--weights", help=".weights.h5 or .keras file (default: untrained weights)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder override")
+    p.add_argument("--tile", type=int, help="tile size for bounded memory (pixels of the input)")
+    p.add_argument("--overlap", type=int,
+                   help="tile overlap (default: from the model's receptive field, at most 32)")
+    p.add_argument("--patches", type=int, help="NLRN protocol: patch size of averaged patches")
+    p.add_argument("--stride", type=int, help="stride of --patches (NLRN: 7)")
+    p.add_argument("--ensemble", action="store_true", help="self-ensemble over the 8 dihedral transforms")
+
+
 def _key_values(pairs):
     """``["blocks=4", "multi_supervised=true"]`` -> ``{"blocks": 4, "multi_supervised": True}``."""
     out = {}
@@ -124,6 +171,27 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_baseline)
 
+    p = sub.add_parser("evaluate", help="paper-style PSNR/SSIM table of a model on test sets")
+    add_inference_arguments(p)
+    p.add_argument("--task", required=True, choices=["denoise", "sr", "jpeg"])
+    p.add_argument("--level", required=True, help="level(s), comma-separated (e.g. 15,25,50)")
+    p.add_argument("--data", required=True, nargs="+", metavar="DIR", help="test set folder(s)")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the per-image noise")
+    p.add_argument("--intermediate", action="store_true",
+                   help="also score every intermediate prediction y_m (multi-supervised MemNet)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("restore", help="restore image files or folders into --out")
+    add_inference_arguments(p)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--out", required=True, help="output folder (never an input's folder)")
+    p.add_argument("--task", default="denoise", choices=["denoise", "sr", "jpeg"])
+    p.add_argument("--scale", type=int, help="SR scale for interpolated-input models")
+    p.add_argument("--per-channel", action="store_true",
+                   help="apply a gray model to R, G and B one by one")
+    p.set_defaults(func=cmd_restore)
+
     p = sub.add_parser("train", help="train a model with model.fit (TensorBoard, checkpoints, resume)",
                        description=TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(p)
@@ -180,7 +248,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, OSError) as error:
         print(f"zoo {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -22,7 +22,7 @@ import tifffile
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "ImageReadError", "read_image", "list_images", "read_folder", "write_image",
+    "IMAGE_EXTENSIONS", "ImageReadError", "read_image", "read_image_and_depth", "list_images", "read_folder", "write_image",
     "round_cast", "quantize", "to_float", "convert_mode",
     "rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb", "rgb_to_gray", "tf_rgb_to_y",
 ]
@@ -270,6 +270,13 @@ def read_image(path, mode=None, dtype="float32"):
     if np.issubdtype(dtype, np.floating):
         return convert_mode(to_float(arr, np.float64), mode).astype(dtype)
     return convert_mode(_convert_dtype(arr, dtype), mode)
+
+
+def read_image_and_depth(path, mode=None):
+    """``(float32 HxWxC in [0, 1], bits per sample: 8 or 16)``, to write results at the input's depth."""
+    arr = _decode(path)
+    bits = 16 if arr.dtype == np.uint16 else 8
+    return convert_mode(to_float(arr, np.float64), mode).astype(np.float32), bits
 
 
 # --- folders -------------------------------------------------------------------------------------
