@@ -10,7 +10,7 @@ from PIL import Image
 
 import zoo
 from zoo.data.io import read_image, rgb_to_ycbcr, write_image
-from zoo.restore import (default_overlap, dihedral, load_model, predict, receptive_radius,
+from zoo.restore import (default_overlap, dihedral, exact_margin, load_model, predict, receptive_radius,
                          restore_files, restore_image)
 
 
@@ -25,7 +25,7 @@ def test_tiled_equals_whole_when_the_receptive_field_fits(rng, shape):
     assert receptive_radius(model) == 8  # 9x9, 5x5, 5x5 convs: 4 + 2 + 2
     image = rng.random(shape + (1,), dtype="float32")
     whole = predict(model, image)
-    tiled = predict(model, image, tile=48, overlap=32)  # blending starts 32 // 4 = 8 px inside
+    tiled = predict(model, image, tile=48, overlap=22)  # blending starts 3/8 * 22 = 8 px inside
     assert np.abs(tiled - whole).max() < 1e-5
 
 
@@ -34,7 +34,7 @@ def test_tiled_sub_pixel_model_equals_whole(rng):
     radius = receptive_radius(model)
     image = rng.random((70, 53, 3), dtype="float32")
     whole = predict(model, image)
-    tiled = predict(model, image, tile=4 * radius + 8, overlap=4 * radius)
+    tiled = predict(model, image, tile=3 * radius + 8, overlap=3 * radius)
     assert whole.shape == (140, 106, 3)
     assert np.abs(tiled - whole).max() < 1e-5
 
@@ -46,10 +46,12 @@ def test_tiles_too_small_for_the_receptive_field_differ(rng):
 
 
 def test_default_overlap_follows_the_receptive_field(rng):
-    assert default_overlap(zoo.build("srcnn")) == 32
+    overlap = default_overlap(_perturbed(zoo.build("srcnn"), rng))
+    assert exact_margin(overlap) >= 8 and overlap <= 24
     small = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 3, padding="same")])
     _perturbed(small, rng, 1.0)
-    assert receptive_radius(small) == 1 and default_overlap(small) == 4
+    assert receptive_radius(small) == 1 and exact_margin(default_overlap(small)) >= 1
+    assert default_overlap(zoo.build("memnet")) == 32  # radius 74: capped
 
 
 def test_patch_averaging_of_nlrn_style(rng):
@@ -93,12 +95,14 @@ def test_self_ensemble_is_the_mean_of_the_eight_transformed_runs(rng):
 
 
 def test_y_model_on_colour_keeps_chroma_for_denoising(rng):
-    model = _perturbed(zoo.build("memnet", blocks=1, recursions=1, filters=8), rng, 0.01)
+    model = zoo.build("memnet", blocks=1, recursions=1, filters=8)
+    conv = model.get_layer("reconstruction_conv")  # small, non-zero changes of Y
+    conv.set_weights([rng.normal(0, 2e-3, w.shape).astype("float32") for w in conv.get_weights()])
     image = (0.25 + 0.5 * rng.random((20, 24, 3))).astype("float32")
     out = restore_image(model, image, zoo.info("memnet"), task="denoise")
     before, after = rgb_to_ycbcr(image.astype(np.float64)), rgb_to_ycbcr(out.astype(np.float64))
     inside = ((out > 0) & (out < 1)).all(-1)  # where the RGB result was not clipped
-    assert inside.mean() > 0.5
+    assert inside.mean() > 0.9
     np.testing.assert_allclose(after[inside][:, 1:], before[inside][:, 1:], atol=1e-5)
     assert np.abs(after[..., 0] - before[..., 0]).max() > 1e-3
 
