@@ -13,6 +13,8 @@ def _quiet_tensorflow():
 def cmd_list(args):
     from zoo.registry import describe, info, list_models
 
+    if args.pretrained:
+        return cmd_list_pretrained(args)
     names = list_models(args.pattern)
     if args.json:
         print(json.dumps([describe(n) for n in names], indent=2))
@@ -145,6 +147,36 @@ def _number(text):
     return int(value) if value.is_integer() else value
 
 
+def cmd_list_pretrained(args):
+    import fnmatch
+
+    from zoo.pretrained import list_pretrained
+
+    cards = [c for c in list_pretrained() if not args.pattern or fnmatch.fnmatch(c["model"], args.pattern)]
+    if args.json:
+        print(json.dumps(cards, indent=2))
+        return 0
+    rows = []
+    for c in cards:
+        scores = "; ".join(f"{s} {lvl}: {m['psnr']:.2f} / {m['ssim']:.4f}"
+                           for s, by_level in c["results"].items() for lvl, m in by_level.items())
+        t = c["training"]
+        rows.append([c["model"], c["tag"], c["task"], ",".join(map(str, c["levels"])), scores,
+                     f"{t['steps']} steps, {t['wall_seconds'] / 60:.0f} min, {t['versions']['backend']}"])
+    print(markdown_table(["model", "weights", "task", "levels", "PSNR / SSIM (SPEC §4)", "training"], rows)
+          if rows else "no pretrained weights shipped")
+    return 0
+
+
+def cmd_publish(args):
+    from zoo.pretrained import publish
+
+    card = publish(args.run, args.tag, args.data, note=args.note or "")
+    print(json.dumps(card["results"], indent=2))
+    print(f"wrote {card['file']} and its card")
+    return 0
+
+
 def markdown_table(header, rows):
     """A GitHub Markdown table with aligned columns."""
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
@@ -159,7 +191,15 @@ def build_parser():
     p = sub.add_parser("list", help="print the model table (names, papers, parameter counts)")
     p.add_argument("pattern", nargs="?", help="glob over model names, e.g. 'x*'")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.add_argument("--pretrained", action="store_true", help="list the shipped weights and their cards")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("publish", help="ship a run's best weights in zoo/weights with a measured card")
+    p.add_argument("--run", required=True, help="training output folder (with run.json, best.keras)")
+    p.add_argument("--tag", required=True, help="weights tag, e.g. bsd400-s25")
+    p.add_argument("--data", required=True, nargs="+", metavar="DIR", help="test sets for the card")
+    p.add_argument("--note", help="free text for the card (e.g. why it falls short)")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("baseline", help="PSNR/SSIM of the degraded input (the papers' "
                                         "Bicubic / JPEG / noisy columns)")

@@ -119,10 +119,14 @@ def info(name):
     return registry[name]
 
 
-def build(name, /, **overrides):
+def build(name, /, weights=None, **overrides):
     """Builds the registered model ``name`` with keyword ``overrides``.
 
+    ``weights``: a shipped tag (``zoo list --pretrained``; its card's builder
+    overrides are applied) or a ``.weights.h5`` file.
+
     >>> model = build("memnet", blocks=4, recursions=6)
+    >>> model = build("xdncnn", weights="bsd400-s25")
     """
     entry = info(name)
     accepted = entry.accepted_overrides()
@@ -130,7 +134,13 @@ def build(name, /, **overrides):
     if unknown:
         raise TypeError(f"Model {name!r} takes no override {', '.join(map(repr, unknown))}. "
                         f"It takes: {', '.join(accepted)}.")
-    return entry.builder(**overrides)
+    if weights is None:
+        return entry.builder(**overrides)
+    from zoo import pretrained
+
+    path, card_overrides = pretrained.resolve(name, weights)
+    model = entry.builder(**{**card_overrides, **overrides})
+    return pretrained.load_weights(model, path, name)
 
 
 def describe(name, /, **overrides):

@@ -13,7 +13,6 @@
 """
 
 import os
-import warnings
 import weakref
 from pathlib import Path
 
@@ -22,46 +21,31 @@ import keras
 from tqdm.auto import tqdm
 
 from zoo import registry
+from zoo.pretrained import describe_error
 from zoo.data.io import list_images, read_image_and_depth, rgb_to_ycbcr, write_image, ycbcr_to_rgb
 from zoo.data.resize import imresize_np
 
 
 def load_model(name=None, weights=None, **overrides):
-    """A restoration model from a ``.keras`` file, or ``name`` built and given ``weights``.
+    """A restoration model from a ``.keras`` file, or ``name`` built with ``weights``.
 
-    Raises ValueError naming both the file and the model when the weights do not fit.
+    ``weights``: a ``.keras`` file, a ``.weights.h5`` file, or a shipped tag
+    (``zoo list --pretrained``).  Raises ValueError naming both the file and the
+    model when the weights do not fit.
     """
-    if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(f"weights file {os.fspath(weights)!r} does not exist")
     if weights is not None and str(weights).endswith(".keras"):
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"model file {os.fspath(weights)!r} does not exist")
         try:
             model = keras.saving.load_model(weights, compile=False)
         except Exception as error:
-            raise ValueError(f"cannot load {os.fspath(weights)!r}: {_first_line(error)}") from None
+            raise ValueError(f"cannot load {os.fspath(weights)!r}: {describe_error(error)}") from None
         if name is not None and model.name != registry.info(name).name:
             raise ValueError(f"{os.fspath(weights)!r} holds a {model.name!r} model, not {name!r}")
         return model
     if name is None:
         raise ValueError("give a model name (or a .keras file as weights)")
-    model = registry.build(name, **overrides)
-    if weights is not None:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                model.load_weights(weights)
-        except Exception as error:
-            raise ValueError(f"weights {os.fspath(weights)!r} do not fit model {name!r} "
-                             f"({_first_line(error)})") from None
-        skipped = [w for w in caught if "Skipping" in str(w.message) or "fresh" in str(w.message)]
-        if skipped:  # Keras loads what matches and only warns about the rest
-            raise ValueError(f"weights {os.fspath(weights)!r} do not fit model {name!r} "
-                             f"(some layers found no weights: {_first_line(skipped[0].message)})")
-    return model
-
-
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
+    return registry.build(name, weights=weights, **overrides)
 
 
 def receptive_radius(model, channels=None, cap=64):

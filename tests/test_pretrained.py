@@ -1,0 +1,94 @@
+"""Shipped weights: publish a run, build with weights=tag, cards that reproduce, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+import keras
+
+import zoo
+from zoo import pretrained
+from zoo.evaluate import evaluate_model
+from zoo.train import TrainConfig, train
+
+from .data_paths import DATA
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "weights"
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from zoo.data import demo_images, write_image
+    root = tmp_path_factory.mktemp("pretrained")
+    for name, image in demo_images("gray")[:3]:
+        write_image(root / "images" / f"{name}.png", image[:64, :64])
+    train(TrainConfig(model="xnet", overrides={"layers": 1, "filters": 8},
+                      train=[str(root / "images")], val=[str(root / "images")],
+                      recipe_overrides={"steps": 6, "steps_per_epoch": 3, "patch_size": 24,
+                                        "batch_size": 4}, out=str(root / "run")))
+    return root
+
+
+def test_publish_then_build_by_tag(tiny_run, weights_dir):
+    card = pretrained.publish(tiny_run / "run", "demo-s25", [tiny_run / "images"],
+                              weights_dir=weights_dir)
+    assert card["overrides"] == {"layers": 1, "filters": 8}
+    assert (weights_dir / "xnet-demo-s25.weights.h5").exists()
+    listed = pretrained.list_pretrained("xnet")
+    assert [c["tag"] for c in listed] == ["demo-s25"]
+    model = zoo.build("xnet", weights="demo-s25")  # the card's overrides are applied
+    best = keras.saving.load_model(tiny_run / "run" / "best.keras")
+    for a, b in zip(model.get_weights(), best.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # The card's numbers are what zoo evaluate measures with the shipped file.
+    evaluation = evaluate_model(model, zoo.info("xnet"), "denoise", [25], [tiny_run / "images"])
+    assert evaluation["results"][0]["mean"]["psnr"] == pytest.approx(
+        card["results"]["images"]["25"]["psnr"], abs=1e-4)
+
+
+def test_unknown_tag_lists_the_shipped_ones(tiny_run, weights_dir):
+    pretrained.publish(tiny_run / "run", "demo-s25", [tiny_run / "images"], weights_dir=weights_dir)
+    with pytest.raises(ValueError, match=r"no pretrained weights 'bsd400' for model 'xnet'; shipped: demo-s25"):
+        zoo.build("xnet", weights="bsd400")
+
+
+def test_shipped_weights_into_the_wrong_model_fail_clearly(tiny_run, weights_dir):
+    pretrained.publish(tiny_run / "run", "demo-s25", [tiny_run / "images"], weights_dir=weights_dir)
+    with pytest.raises(ValueError, match=r"do not fit model 'xnet'"):
+        zoo.build("xnet", weights="demo-s25", filters=16)
+    corrupt = weights_dir / "corrupt.weights.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n garbage")
+    with pytest.raises(ValueError, match=r"corrupt\.weights\.h5.*do not fit model 'xnet'"):
+        zoo.build("xnet", weights=str(corrupt))
+
+
+CARDS = pretrained.list_pretrained()
+SMALL_SETS = {"Set12", "Set5", "Classic5"}
+
+
+@pytest.mark.parametrize("card", CARDS, ids=[f"{c['model']}-{c['tag']}" for c in CARDS])
+def test_shipped_cards_are_reproduced(card):
+    sets = [s for s in card["results"] if s in SMALL_SETS and (DATA / s).is_dir()]
+    if not sets:
+        pytest.skip(f"none of {sorted(card['results'])} is a small test set present in {DATA}")
+    model = zoo.build(card["model"], weights=card["tag"])
+    levels = [int(l) if float(l).is_integer() else float(l) for l in card["results"][sets[0]]]
+    evaluation = evaluate_model(model, zoo.info(card["model"]), card["task"], levels,
+                                [DATA / s for s in sets])
+    for row in evaluation["results"]:
+        expected = card["results"][row["set"]][str(row["level"])]
+        assert row["mean"]["psnr"] == pytest.approx(expected["psnr"], abs=0.02)
+        assert row["mean"]["ssim"] == pytest.approx(expected["ssim"], abs=0.0005)
+
+
+def test_cli_lists_pretrained(capsys):
+    from zoo import cli
+    assert cli.main(["list", "--pretrained"]) == 0
+    out = capsys.readouterr().out
+    for card in CARDS:
+        assert f"| {card['model']} " in out and card["tag"] in out

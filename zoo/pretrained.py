@@ -1,0 +1,127 @@
+"""Weights that ship inside the package (``zoo/weights/``), each with a card.
+
+A pretrained entry is two files, ``<model>-<tag>.weights.h5`` and
+``<model>-<tag>.card.json``; the card says how the weights were made (data,
+recipe, steps, wall time, hardware, backend, date), the builder overrides they
+need, and their PSNR/SSIM per test set under SPEC §4.
+
+    zoo.build("xdncnn", weights="bsd400-s25")     # a shipped tag
+    zoo.build("xdncnn", weights="my.weights.h5")  # or any weights file
+"""
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def list_pretrained(model=None):
+    """The cards of the shipped weights (optionally of one model), sorted by model and tag."""
+    cards = []
+    for path in sorted(WEIGHTS_DIR.glob("*.card.json")):
+        card = json.loads(path.read_text())
+        if model is None or card["model"] == model:
+            cards.append(card)
+    return cards
+
+
+def card(model, tag):
+    """The card of ``model``'s weights ``tag``; a clear error listing the tags that exist."""
+    for entry in list_pretrained(model):
+        if entry["tag"] == tag:
+            return entry
+    tags = [c["tag"] for c in list_pretrained(model)]
+    raise ValueError(f"no pretrained weights {tag!r} for model {model!r}; "
+                     f"shipped: {', '.join(tags) if tags else 'none'} (see 'zoo list --pretrained')")
+
+
+def weights_file(model, tag):
+    return WEIGHTS_DIR / f"{model}-{tag}.weights.h5"
+
+
+def resolve(model, weights):
+    """``(path, builder overrides)`` for ``weights``: a file path or a shipped tag of ``model``."""
+    if os.path.sep in str(weights) or str(weights).endswith((".h5", ".keras")):
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"weights file {os.fspath(weights)!r} does not exist")
+        return Path(weights), {}
+    entry = card(model, weights)
+    return weights_file(model, weights), dict(entry.get("overrides", {}))
+
+
+def load_weights(model, path, name):
+    """``model.load_weights(path)``, refusing files that fit only in part (Keras just warns)."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(path)
+    except Exception as error:
+        raise ValueError(f"weights {os.fspath(path)!r} do not fit model {name!r} "
+                         f"({describe_error(error)})") from None
+    skipped = [w for w in caught if "Skipping" in str(w.message) or "fresh" in str(w.message)]
+    if skipped:
+        raise ValueError(f"weights {os.fspath(path)!r} do not fit model {name!r} "
+                         f"(some layers found no weights: {describe_error(skipped[0].message)})")
+    return model
+
+
+def describe_error(error):
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+
+
+def publish(run_dir, tag, test_sets, *, weights_dir=None, note=""):
+    """Ships a training run's best weights as ``<model>-<tag>`` with a measured card.
+
+    Reads ``run.json`` and ``best.keras`` of ``run_dir``, writes the weights and
+    evaluates them on ``test_sets`` at the run's levels under SPEC §4.  Returns the card.
+    """
+    import datetime
+
+    import keras
+
+    from zoo import registry
+    from zoo.evaluate import evaluate_model
+
+    run_dir, weights_dir = Path(run_dir), Path(weights_dir or WEIGHTS_DIR)
+    run = json.loads((run_dir / "run.json").read_text())
+    config = run["config"]
+    name, overrides = config["model"], config["overrides"]
+    trained = keras.saving.load_model(run_dir / "best.keras", compile=False)
+    model = registry.build(name, **overrides)
+    model.set_weights(trained.get_weights())
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    target = weights_dir / f"{name}-{tag}.weights.h5"
+    tmp = weights_dir / f".{name}-{tag}.tmp.weights.h5"
+    model.save_weights(tmp)
+    os.replace(tmp, target)
+
+    evaluation = evaluate_model(model, registry.info(name), config["task"], config["levels"],
+                                test_sets)
+    results = {}
+    for row in evaluation["results"]:
+        m = row["mean"]
+        results.setdefault(row["set"], {})[str(row["level"])] = {
+            k: round(m[k], 4) for k in ("psnr", "ssim", "input_psnr", "input_ssim")}
+    entry = {
+        "model": name, "tag": tag, "overrides": overrides, "task": config["task"],
+        "levels": config["levels"], "file": target.name, "bytes": target.stat().st_size,
+        "results": results, "protocol": "SPEC §4 (zoo evaluate)",
+        "training": {"data": config["train"], "validation": config["val"],
+                     "recipe": run["recipe"], "steps": run.get("steps"),
+                     "wall_seconds": run.get("wall_seconds"), "seed": config["seed"],
+                     "versions": run["versions"], "best_val_psnr": _best(run_dir)},
+        "date": datetime.date.today().isoformat(), "note": note,
+    }
+    card_path = weights_dir / f"{name}-{tag}.card.json"
+    tmp = card_path.with_name(f".{card_path.name}.tmp")
+    tmp.write_text(json.dumps(entry, indent=2) + "\n")
+    os.replace(tmp, card_path)
+    return entry
+
+
+def _best(run_dir):
+    meta = Path(run_dir) / "best.json"
+    return json.loads(meta.read_text()) if meta.exists() else None
