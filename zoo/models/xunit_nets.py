@@ -18,6 +18,13 @@ SRCNN = "SRCNN (Dong et al., TPAMI 2016)"
 SRRESNET = "SRResNet (Ledig et al., CVPR 2017)"
 
 
+def _conv_bn_relu(h, filters, name):
+    """conv3x3 (no bias: BN follows), BN, ReLU — the ReLU baselines' layer."""
+    h = conv(filters, 3, f"{name}_conv", use_bias=False)(h)
+    h = batch_norm(name=f"{name}_bn")(h)
+    return keras.layers.ReLU(name=f"{name}_relu")(h)
+
+
 def _residual_output(x, noise):
     """Residual learning: the net predicts the noise, the output is x - noise."""
     return keras.layers.Subtract(name="restored")([x, noise])
@@ -57,9 +64,7 @@ def dncnn(channels=1, filters=64, depth=17, name="dncnn_s"):
     x = image_input(channels)
     h = conv(filters, 3, "conv_in", activation="relu")(x)
     for i in range(1, depth - 1):
-        h = conv(filters, 3, f"block{i}_conv", use_bias=False)(h)
-        h = batch_norm(name=f"block{i}_bn")(h)
-        h = keras.layers.ReLU(name=f"block{i}_relu")(h)
+        h = _conv_bn_relu(h, filters, f"block{i}")
     noise = conv(channels, 3, "conv_out")(h)
     return keras.Model(x, _residual_output(x, noise), name=name)
 
@@ -73,9 +78,7 @@ def convnet(layers=4, channels=1, filters=64, name="convnet"):
     x = image_input(channels)
     h = x
     for i in range(1, layers + 1):
-        h = conv(filters, 3, f"layer{i}_conv", use_bias=False)(h)
-        h = batch_norm(name=f"layer{i}_bn")(h)
-        h = keras.layers.ReLU(name=f"layer{i}_relu")(h)
+        h = _conv_bn_relu(h, filters, f"layer{i}")
     noise = conv(channels, 3, "conv_out")(h)
     return keras.Model(x, _residual_output(x, noise), name=name)
 
