@@ -224,3 +224,17 @@ def test_nlrn_shares_convs_and_non_local_but_not_batch_norm():
 def test_non_local_rejects_even_neighbourhoods():
     with pytest.raises(ValueError, match="odd"):
         NonLocal(4, 6)
+
+
+def test_gate_unit_inference_by_parts_equals_the_concatenation(rng):
+    gate = GateUnit(filters=4)
+    parts = [rng.normal(size=(2, 5, 6, c)).astype("float32") for c in (4, 4, 8)]
+    gate.build([p.shape for p in parts])
+    _randomise(gate, rng)
+    for w in gate.weights:
+        if "moving_variance" in w.path:
+            w.assign(np.abs(w.numpy()) + 0.5)
+    joined = np.concatenate(parts, -1)
+    expected = gate.conv(np.maximum(np.asarray(gate.norm(joined, training=False)), 0))
+    np.testing.assert_allclose(np.asarray(gate(parts, training=False)), np.asarray(expected),
+                               rtol=1e-5, atol=1e-5)

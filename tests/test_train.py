@@ -164,3 +164,16 @@ def test_empty_folder_is_a_one_line_error(tmp_path):
     process = _cli(["--train", str(tmp_path), "--steps", "1", "--out", str(tmp_path / "run")])
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 2 and "no image files" in stderr and "Traceback" not in stderr
+
+
+def test_mixed_precision_computes_in_bfloat16_on_cpu(folder, tmp_path):
+    run = train(TrainConfig(model="xnet", overrides={"layers": 1, "filters": 8}, train=[str(folder)],
+                            val=[str(folder)], mixed_precision=True, val_limit=1,
+                            recipe_overrides={"steps": 4, "steps_per_epoch": 2, "patch_size": 24,
+                                              "batch_size": 4}, out=str(tmp_path)))
+    assert keras.mixed_precision.global_policy().name == "float32"  # left as it was
+    model = keras.saving.load_model(tmp_path / "last.keras")
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert convs and all(l.compute_dtype == "bfloat16" for l in convs)
+    assert model.output.dtype == "float32"
+    assert np.isfinite(run["val_psnr"])

@@ -239,6 +239,23 @@ def _check(config, info):
     return levels
 
 
+def _build(config):
+    """The model; under ``mixed_precision`` it computes in float16 (GPU) or bfloat16 (CPU)
+    with float32 outputs, and the global dtype policy is left as it was."""
+    if not config.mixed_precision:
+        return registry.build(config.model, **config.overrides)
+    previous = keras.mixed_precision.global_policy()
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    try:
+        model = registry.build(config.model, **config.overrides)
+        outputs = keras.tree.map_structure(
+            lambda t: keras.layers.Activation("linear", dtype="float32")(t), model.output)
+        return keras.Model(model.inputs, outputs, name=model.name)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def train(config=None, **kwargs):
     """Trains ``config.model`` (or the fields given as keywords) and returns the final ``run.json``."""
     config = dataclasses.replace(config or TrainConfig(), **kwargs)
@@ -250,16 +267,9 @@ def train(config=None, **kwargs):
     mode = input_mode(info, config.task)
     upsampling = info.upsampling if config.task == "sr" and info.upsampling else "interpolated"
 
-    if config.mixed_precision:
-        gpu = bool(tf.config.list_physical_devices("GPU"))
-        keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
     strategy = make_strategy(config.strategy)
     with strategy.scope():
-        model = registry.build(config.model, **config.overrides)
-        if config.mixed_precision:  # losses and metrics in float32
-            outputs = keras.tree.map_structure(
-                lambda t: keras.layers.Activation("linear", dtype="float32")(t), model.outputs)
-            model = keras.Model(model.inputs, outputs, name=model.name)
+        model = _build(config)
         multi = isinstance(model.output, dict)
         loss_weights = multi_supervised_loss_weights(model.output) if multi else None
         model.compile(optimizer=make_optimizer(recipe, recipe.steps),
