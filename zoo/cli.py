@@ -53,7 +53,8 @@ def cmd_train(args):
         levels=[_number(v) for v in args.level.split(",")], train=args.train, val=args.val,
         recipe=args.recipe, recipe_overrides=_recipe_overrides(args), seed=args.seed,
         out=args.out or f"runs/{args.model}-{args.task}", mixed_precision=args.mixed_precision,
-        strategy=args.strategy, val_limit=args.val_limit, checkpoint_every=args.checkpoint_every)
+        strategy=args.strategy, val_limit=args.val_limit, checkpoint_every=args.checkpoint_every,
+        data_path=args.data_path)
     run = train(config)
     final = run["final"]
     print(f"\nValidation ({len(config.val or []) and ', '.join(config.val) or 'built-in demo images'}"
@@ -276,6 +277,9 @@ def add_train_arguments(p):
                    help="steps between resumable backups (default: a quarter epoch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default runs/MODEL-TASK)")
+    p.add_argument("--data-path", choices=["tf", "numpy"],
+                   help="tf.data (default on TensorFlow) or numpy PyDataset (default on JAX/PyTorch, "
+                        "needs no TensorFlow: KERAS_BACKEND=jax zoo train ... on a GPU machine)")
     p.add_argument("--mixed-precision", action="store_true",
                    help="float16 on GPU, bfloat16 on CPU")
     p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],

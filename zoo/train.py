@@ -15,6 +15,7 @@ Every file is written to a temporary name and renamed, so a run killed
 mid-write never leaves a corrupt checkpoint.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,11 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import keras
-import tensorflow as tf
+
+from zoo._tf import tf
 
 from zoo import registry
 from zoo.data.demo import demo_images
-from zoo.data.pipeline import check_levels, evaluation_pairs, training_dataset
+from zoo.data.pipeline import NumpyPatches, check_levels, evaluation_pairs, training_dataset
 from zoo.metrics import PSNRMetric, protocol_metrics
 from zoo.recipes import get_recipe, make_optimizer
 
@@ -55,6 +57,8 @@ class TrainConfig:
     val_limit: int = 0            # validate on the first N images only (0: all)
     tensorboard_images: int = 3
     checkpoint_every: int = 0     # steps between backups (0: every epoch's quarter)
+    data_path: str = None         # "tf" (tf.data) or "numpy" (PyDataset, no TensorFlow needed);
+                                  # None: tf.data on the TensorFlow backend, numpy otherwise
 
 
 def input_mode(info, task):
@@ -71,10 +75,25 @@ def multi_supervised_loss_weights(outputs):
     return {"y": alpha, **{k: (1 - alpha) / len(heads) for k in heads}}
 
 
+def on_tensorflow():
+    return keras.backend.backend() == "tensorflow"
+
+
+class SingleDevice:
+    """The strategy stand-in off TensorFlow: one device, a no-op scope."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
 def make_strategy(name):
     """A ``tf.distribute`` strategy; ``mirrored`` uses every GPU, or every logical CPU if none."""
     if name == "default":
-        return tf.distribute.get_strategy()
+        return tf.distribute.get_strategy() if on_tensorflow() else SingleDevice()
+    if not on_tensorflow():
+        raise ValueError(f"--strategy {name} needs the TensorFlow backend (tf.distribute)")
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
@@ -113,7 +132,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self.every = max(int(every), 1)
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
+        step = _step(self.model)
         if step % self.every == 0:
             self.save(step)
 
@@ -158,7 +177,7 @@ class Validation(keras.callbacks.Callback):
         super().__init__()
         self.pairs_by_level = pairs_by_level
         self.task = task
-        self.writer = tf.summary.create_file_writer(str(logdir))
+        self.writer = tf.summary.create_file_writer(str(logdir)) if on_tensorflow() else None
         self.images = images
         self.last = {}
         self.input_metrics = {
@@ -192,8 +211,9 @@ class Validation(keras.callbacks.Callback):
                 metrics[f"val_psnr_{level}"] = m["psnr"]
         logs.update(metrics)
         self.last = metrics
-        step = int(self.model.optimizer.iterations.numpy())
-        with self.writer.as_default(step=step):
+        if self.writer is None:  # no TensorFlow: the scalars reach the CSV log only
+            return
+        with self.writer.as_default(step=_step(self.model)):
             for key, value in metrics.items():
                 tf.summary.scalar(key, value)
             for level, (_, restored) in results.items():
@@ -217,11 +237,27 @@ def _mean(metrics):
     return {k: float(np.mean([m[k] for m in metrics])) for k in ("psnr", "ssim")}
 
 
+def _step(model):
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+def _gpus():
+    if on_tensorflow():
+        return [d.name for d in tf.config.list_physical_devices("GPU")]
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices() if d.platform == "gpu"]
+    return []
+
+
 def _versions():
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": np.__version__,
-            "backend": keras.backend.backend(), "platform": platform.platform(),
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
+    versions = {"python": platform.python_version(), "keras": keras.__version__,
+                "numpy": np.__version__, "backend": keras.backend.backend(),
+                "platform": platform.platform(), "gpus": _gpus()}
+    if on_tensorflow():
+        versions["tensorflow"] = tf.__version__
+    return versions
 
 
 def _check(config, info):
@@ -245,7 +281,7 @@ def _build(config):
     if not config.mixed_precision:
         return registry.build(config.model, **config.overrides)
     previous = keras.mixed_precision.global_policy()
-    gpu = bool(tf.config.list_physical_devices("GPU"))
+    gpu = bool(_gpus())
     keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
     try:
         model = registry.build(config.model, **config.overrides)
@@ -259,6 +295,10 @@ def _build(config):
 def train(config=None, **kwargs):
     """Trains ``config.model`` (or the fields given as keywords) and returns the final ``run.json``."""
     config = dataclasses.replace(config or TrainConfig(), **kwargs)
+    if config.data_path is None:
+        config.data_path = "tf" if on_tensorflow() else "numpy"
+    if config.data_path not in ("tf", "numpy"):
+        raise ValueError(f"data_path must be 'tf' or 'numpy', got {config.data_path!r}")
     info = registry.info(config.model)
     levels = _check(config, info)
     recipe = get_recipe(config.recipe, **config.recipe_overrides)
@@ -281,12 +321,19 @@ def train(config=None, **kwargs):
     # Data: patches for training, whole images for validation.
     train_data = config.train or demo_images(mode, split="train")
     val_data = config.val or demo_images(mode, split="val")
-    dataset = training_dataset(
-        train_data, task=config.task, levels=levels, patch_size=recipe.patch_size,
-        batch_size=recipe.batch_size, mode=mode, upsampling=upsampling, patches=recipe.patches,
-        stride=recipe.stride or None, seed=config.seed + start_step)
-    if multi:
-        dataset = dataset.map(lambda x, y: (x, {k: y for k in loss_weights}))
+    data_kwargs = dict(task=config.task, levels=levels, patch_size=recipe.patch_size,
+                       batch_size=recipe.batch_size, mode=mode, upsampling=upsampling,
+                       seed=config.seed + start_step)
+    if config.data_path == "tf":
+        dataset = training_dataset(train_data, patches=recipe.patches,
+                                   stride=recipe.stride or None, **data_kwargs)
+        if multi:
+            dataset = dataset.map(lambda x, y: (x, {k: y for k in loss_weights}))
+    else:  # random crops in numpy; multi-supervised targets are repeated by Keras' loss dict
+        dataset = NumpyPatches(train_data, steps_per_epoch=recipe.steps_per_epoch, **data_kwargs)
+        if multi:
+            raise ValueError("the numpy data path trains single-output models; use the tf.data "
+                             "path (TensorFlow backend) for multi-supervised MemNet")
     pairs = {}
     for level in levels:
         triples = evaluation_pairs(val_data, config.task, level, mode=mode, upsampling=upsampling,
@@ -300,8 +347,11 @@ def train(config=None, **kwargs):
         validation,
         BestAndLast(out),
         ResumableCheckpoint(out / "backup", every),
-        keras.callbacks.TensorBoard(out / "logs", update_freq="epoch"),
     ]
+    if on_tensorflow():
+        callbacks.append(keras.callbacks.TensorBoard(out / "logs", update_freq="epoch"))
+    else:
+        callbacks.append(keras.callbacks.CSVLogger(str(out / "history.csv"), append=True))
     run = {"config": dataclasses.asdict(config), "recipe": dataclasses.asdict(recipe),
            "versions": _versions(), "resumed_from_step": start_step,
            "replicas": strategy.num_replicas_in_sync,
@@ -333,7 +383,7 @@ def train(config=None, **kwargs):
     final["loss"] = float(history["loss"][-1]) if history.get("loss") else None
     run.update({"final": final, "val_psnr": final.get("val_psnr"),
                 "input_psnr": final.get("input_psnr"),
-                "steps": int(model.optimizer.iterations.numpy()),
+                "steps": _step(model),
                 "wall_seconds": round(time.time() - started, 1),
                 "history": {k: [float(v) for v in vs] for k, vs in history.items()}})
     atomic_write_text(out / "run.json", json.dumps(run, indent=2))

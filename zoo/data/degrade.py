@@ -18,7 +18,7 @@ import io
 import zlib
 
 import numpy as np
-import tensorflow as tf
+from .._tf import tf
 from PIL import Image
 
 from .io import quantize, to_float

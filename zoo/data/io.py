@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+from .._tf import decode_errors, is_tensor, tf
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
@@ -47,7 +47,7 @@ def round_cast(x, dtype):
 
     ``x`` is on the integer scale (e.g. 0..255), not in ``[0, 1]``.
     """
-    if tf.is_tensor(x):
+    if is_tensor(x):
         dtype = tf.as_dtype(dtype)
         return tf.cast(tf.floor(tf.clip_by_value(x, 0, dtype.max) + 0.5), dtype)
     dtype = np.dtype(dtype)
@@ -56,7 +56,7 @@ def round_cast(x, dtype):
 
 def quantize(img, dtype="uint8"):
     """Float image in ``[0, 1]`` -> integer image (MATLAB ``im2uint8``/``im2uint16``); numpy or TF."""
-    top = tf.as_dtype(dtype).max if tf.is_tensor(img) else np.iinfo(np.dtype(dtype)).max
+    top = tf.as_dtype(dtype).max if is_tensor(img) else np.iinfo(np.dtype(dtype)).max
     return round_cast(img * top, dtype)
 
 
@@ -234,7 +234,7 @@ def _decode(path):
                 arr = _decode_wide(path, "PNG") if wide else _decode_pillow(im)
     except UnidentifiedImageError:
         raise ImageReadError(path, "not a recognised image format") from None
-    except (OSError, SyntaxError, ValueError, tf.errors.OpError, tifffile.TiffFileError) as e:
+    except (OSError, SyntaxError, ValueError, tifffile.TiffFileError, *decode_errors()) as e:
         raise ImageReadError(path, f"{type(e).__name__}: {e}") from None
     if arr.shape[-1] in (2, 4):
         arr = arr[..., :-1]  # drop alpha

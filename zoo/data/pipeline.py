@@ -19,12 +19,19 @@ Training (:func:`training_dataset`):
 
 Every random choice uses stateless ops seeded by ``(seed, element index)``, so
 a pipeline is deterministic given its seed, whatever the parallelism.
+
+:class:`NumpyPatches` is the same recipe (random crops) as a
+``keras.utils.PyDataset`` in numpy, for Keras on JAX or PyTorch where
+TensorFlow is not installed; this module imports TensorFlow only when a
+``tf.data`` pipeline is built.
 """
 
 import os
 
 import numpy as np
-import tensorflow as tf
+import keras
+
+from .._tf import tf
 from tqdm.auto import tqdm
 
 from .degrade import TASKS, add_noise, bicubic_degrade, image_seed, jpeg_degrade, tf_add_noise
@@ -32,7 +39,6 @@ from .degrade import tf_uniform_level
 from .io import ImageReadError, read_folder
 from .resize import modcrop
 
-AUTOTUNE = tf.data.AUTOTUNE
 
 
 def check_levels(task, levels):
@@ -183,7 +189,7 @@ def training_dataset(data, *, task, levels, patch_size, batch_size, mode="gray",
         dataset = dataset.interleave(
             lambda i, pair: _random_patches(pair[0], pair[1], patch_size, patches_per_image,
                                             ratio, tf.stack([tf.cast(seed, tf.int64), i])),
-            cycle_length=4, num_parallel_calls=AUTOTUNE, deterministic=True)
+            cycle_length=4, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         dataset = dataset.shuffle(shuffle_buffer, seed=seed + 1)
 
     def finish(index, pair):
@@ -198,8 +204,8 @@ def training_dataset(data, *, task, levels, patch_size, batch_size, mode="gray",
             degraded, clean = _dihedral(degraded, k), _dihedral(clean, k)
         return degraded, clean
 
-    dataset = dataset.enumerate().map(finish, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    dataset = dataset.enumerate().map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def evaluation_pairs(data, task, level, *, mode="gray", upsampling="interpolated", seed=0):
@@ -218,3 +224,51 @@ def evaluation_pairs(data, task, level, *, mode="gray", upsampling="interpolated
             degraded = add_noise(clean, level, seed=image_seed(name, seed))
         triples.append((name, degraded.astype(np.float32), clean.astype(np.float32)))
     return triples
+
+
+class NumpyPatches(keras.utils.PyDataset):
+    """Random (degraded, clean) patch batches in numpy: :func:`training_dataset` without TensorFlow.
+
+    Same whole-image degradations, aligned sub-pixel crops, per-sample noise
+    (a level drawn from ``levels``) and dihedral augmentation; batch ``i`` of
+    epoch ``e`` is drawn from ``default_rng((seed, e, i))``, so the data are
+    deterministic given the seed.
+    """
+
+    def __init__(self, data, *, task, levels, patch_size, batch_size, steps_per_epoch,
+                 mode="gray", upsampling="interpolated", augment=True, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        levels = check_levels(task, levels)
+        self.ratio = int(levels[0]) if task == "sr" and upsampling == "sub-pixel" else 1
+        images = [image for _, image in _named_images(data, mode, min_size=patch_size)]
+        self.pairs = _pairs(images, task, levels, upsampling)
+        self.task, self.levels, self.patch, self.batch = task, levels, patch_size, batch_size
+        self.steps, self.augment, self.seed, self.epoch = steps_per_epoch, augment, seed, 0
+
+    def __len__(self):
+        return self.steps
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        low, xs, ys = self.patch // self.ratio, [], []
+        for _ in range(self.batch):
+            degraded, clean = self.pairs[rng.integers(len(self.pairs))]
+            top = rng.integers(degraded.shape[0] - low + 1)
+            left = rng.integers(degraded.shape[1] - low + 1)
+            x = degraded[top:top + low, left:left + low]
+            r = self.ratio
+            y = clean[top * r:top * r + self.patch, left * r:left * r + self.patch]
+            if self.task == "denoise":
+                sigma = self.levels[rng.integers(len(self.levels))]
+                x = y + sigma / 255 * rng.standard_normal(y.shape)
+            if self.augment:
+                k = int(rng.integers(8))
+                x, y = (np.rot90(t, k % 4) for t in (x, y))
+                if k >= 4:
+                    x, y = x[:, ::-1], y[:, ::-1]
+            xs.append(x)
+            ys.append(y)
+        return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)

@@ -29,7 +29,7 @@ runs inside ``tf.data`` on tensors of dynamic height and width.
 import math
 
 import numpy as np
-import tensorflow as tf
+from .._tf import is_tensor, tf
 
 from .io import round_cast
 
@@ -44,7 +44,7 @@ def modcrop(img, scale):
     if scale != int(scale) or scale < 1:
         raise ValueError(f"modcrop needs a positive integer scale, got {scale}")
     scale = int(scale)
-    if tf.is_tensor(img):
+    if is_tensor(img):
         h, w = tf.shape(img)[-3], tf.shape(img)[-2]
     else:
         h, w = img.shape[-3:-1]
