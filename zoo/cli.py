@@ -172,7 +172,7 @@ def cmd_list_pretrained(args):
 def cmd_publish(args):
     from zoo.pretrained import publish
 
-    card = publish(args.run, args.tag, args.data, note=args.note or "")
+    card = publish(args.run, args.tag, args.data, checkpoint=args.checkpoint, note=args.note or "")
     print(json.dumps(card["results"], indent=2))
     print(f"wrote {card['file']} and its card")
     return 0
@@ -199,6 +199,8 @@ def build_parser():
     p.add_argument("--run", required=True, help="training output folder (with run.json, best.keras)")
     p.add_argument("--tag", required=True, help="weights tag, e.g. bsd400-s25")
     p.add_argument("--data", required=True, nargs="+", metavar="DIR", help="test sets for the card")
+    p.add_argument("--checkpoint", choices=["last", "best"], default="last",
+                   help="which checkpoint (best = chosen on the run's validation images)")
     p.add_argument("--note", help="free text for the card (e.g. why it falls short)")
     p.set_defaults(func=cmd_publish)
 

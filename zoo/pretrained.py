@@ -72,11 +72,13 @@ def describe_error(error):
     return text[0][:300] if text else type(error).__name__
 
 
-def publish(run_dir, tag, test_sets, *, weights_dir=None, note=""):
-    """Ships a training run's best weights as ``<model>-<tag>`` with a measured card.
+def publish(run_dir, tag, test_sets, *, checkpoint="last", weights_dir=None, note=""):
+    """Ships a training run's weights as ``<model>-<tag>`` with a measured card.
 
-    Reads ``run.json`` and ``best.keras`` of ``run_dir``, writes the weights and
-    evaluates them on ``test_sets`` at the run's levels under SPEC §4.  Returns the card.
+    Reads ``run.json`` and ``<checkpoint>.keras`` of ``run_dir`` (``last`` by
+    default: ``best`` was chosen on the validation images, which must then not
+    be a test set of the card), writes the weights and evaluates them on
+    ``test_sets`` at the run's levels under SPEC §4.  Returns the card.
     """
     import datetime
 
@@ -89,7 +91,9 @@ def publish(run_dir, tag, test_sets, *, weights_dir=None, note=""):
     run = json.loads((run_dir / "run.json").read_text())
     config = run["config"]
     name, overrides = config["model"], config["overrides"]
-    trained = keras.saving.load_model(run_dir / "best.keras", compile=False)
+    if checkpoint not in ("last", "best"):
+        raise ValueError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+    trained = keras.saving.load_model(run_dir / f"{checkpoint}.keras", compile=False)
     model = registry.build(name, **overrides)
     model.set_weights(trained.get_weights())
     weights_dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +114,7 @@ def publish(run_dir, tag, test_sets, *, weights_dir=None, note=""):
         "levels": config["levels"], "file": target.name, "bytes": target.stat().st_size,
         "results": results, "protocol": "SPEC §4 (zoo evaluate)",
         "training": {"data": config["train"], "validation": config["val"],
-                     "recipe": run["recipe"], "steps": run.get("steps"),
+                     "recipe": run["recipe"], "steps": run.get("steps"), "checkpoint": checkpoint,
                      "wall_seconds": run.get("wall_seconds"), "seed": config["seed"],
                      "versions": run["versions"], "best_val_psnr": _best(run_dir)},
         "date": datetime.date.today().isoformat(), "note": note,
