@@ -45,13 +45,14 @@ def test_tiles_too_small_for_the_receptive_field_differ(rng):
     assert np.abs(predict(model, image, tile=24, overlap=4) - predict(model, image)).max() > 1e-4
 
 
-def test_default_overlap_follows_the_receptive_field(rng):
-    overlap = default_overlap(_perturbed(zoo.build("srcnn"), rng))
-    assert exact_margin(overlap) >= 8 and overlap <= 24
-    small = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 3, padding="same")])
-    _perturbed(small, rng, 1.0)
-    assert receptive_radius(small) == 1 and exact_margin(default_overlap(small)) >= 1
-    assert default_overlap(zoo.build("memnet")) == 32  # radius 74: capped
+def test_default_overlap_is_exact(rng):
+    model = _perturbed(zoo.build("srcnn"), rng)
+    overlap = default_overlap(model, 64)
+    assert exact_margin(overlap) >= 8 and exact_margin(overlap - 1) < 8  # the smallest exact one
+    image = rng.random((90, 70, 1), dtype="float32")
+    assert np.abs(predict(model, image, tile=64) - predict(model, image)).max() < 1e-5
+    with pytest.warns(UserWarning, match="too small for exact tiling"):
+        assert default_overlap(model, 16) == 8
 
 
 def test_patch_averaging_of_nlrn_style(rng):

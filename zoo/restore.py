@@ -13,6 +13,7 @@
 """
 
 import os
+import warnings
 import weakref
 from pathlib import Path
 
@@ -67,16 +68,27 @@ def receptive_radius(model, channels=None, cap=64):
     return int(np.ceil(np.abs(changed - centre).max() / scale))
 
 
-def default_overlap(model):
-    """The overlap that makes tiling exact (see :func:`exact_margin`), at most 32.
+_RADII = weakref.WeakKeyDictionary()
 
-    Deep models (MemNet M6R6 reaches 74 px) get 32, which keeps 12 px of context
-    at every seam: their outputs then differ from whole-image ones far below the
-    8-bit step (``benchmarks/tiling_memory.py`` measures it); MemNet's authors
-    use a 16 px border.
+
+def default_overlap(model, tile):
+    """The smallest overlap that makes tiling exact (see :func:`exact_margin`).
+
+    MemNet M6R6 reaches 74 px, hence an overlap of 197; when the tile is too
+    small for that, half the tile is used and a warning says tiling is then
+    approximate (MemNet's authors use 150 px tiles with a 16 px border).
     """
-    radius = receptive_radius(model, cap=12)
-    return min(-(-8 * radius // 3) + (radius > 0), 32)
+    if model not in _RADII:
+        _RADII[model] = receptive_radius(model, cap=128)
+    radius = _RADII[model]
+    overlap = radius
+    while exact_margin(overlap) < radius:
+        overlap += 1
+    if overlap >= tile:
+        warnings.warn(f"tile {tile} is too small for exact tiling of a model with receptive "
+                      f"radius {radius} (overlap {overlap} needed); using overlap {tile // 2}")
+        overlap = tile // 2
+    return overlap
 
 
 def _first_output(y):
@@ -193,8 +205,8 @@ def predict(model, image, *, tile=None, overlap=None, patches=None, stride=None,
     """Restores one HxWxC float image in [0, 1] (the model's input convention).
 
     Args:
-        tile, overlap: tiled inference; ``overlap=None`` picks it from the
-            receptive field (:func:`default_overlap`).
+        tile, overlap: tiled inference; ``overlap=None`` picks the exact one
+            from the receptive field (:func:`default_overlap`).
         patches, stride: NLRN's protocol, patches of ``patches`` px at
             ``stride``, outputs averaged (e.g. 45 and 7).
         ensemble: average over the 8 dihedral transforms.
@@ -208,7 +220,7 @@ def predict(model, image, *, tile=None, overlap=None, patches=None, stride=None,
         size = int(patches)
         run = (lambda r: lambda x: tiled(r, x, size, size - int(stride or size), scale, "mean"))(run)
     elif tile:
-        overlap = default_overlap(model) if overlap is None else int(overlap)
+        overlap = default_overlap(model, int(tile)) if overlap is None else int(overlap)
         run = (lambda r: lambda x: tiled(r, x, int(tile), overlap, scale))(run)
     if not ensemble:
         return run(image)
