@@ -9,7 +9,11 @@ from zoo.layers import GateUnit, MemoryBlock, NonLocal, RecursiveUnit, XUnit
 
 
 def _randomise(layer, rng, scale=0.5):
+    """Random weights; BN moving variances kept positive."""
     layer.set_weights([rng.normal(0, scale, w.shape).astype("float32") for w in layer.get_weights()])
+    for w in layer.weights:
+        if "moving_variance" in w.path:
+            w.assign(np.abs(w.numpy()) + 0.5)
 
 
 # --- xUnit -----------------------------------------------------------------
@@ -238,3 +242,31 @@ def test_gate_unit_inference_by_parts_equals_the_concatenation(rng):
     expected = gate.conv(np.maximum(np.asarray(gate.norm(joined, training=False)), 0))
     np.testing.assert_allclose(np.asarray(gate(parts, training=False)), np.asarray(expected),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size,split", [(9, 3), (9, 1), (5, 5), (3, 3)])
+def test_split_depthwise_is_exact(rng, kernel_size, split):
+    plain, fast = XUnit(kernel_size), XUnit(kernel_size, split=split)
+    z = rng.normal(size=(2, 13, 10, 4)).astype("float32")
+    plain.build(z.shape)
+    fast.build(z.shape)
+    _randomise(plain, rng)
+    for w in plain.weights:
+        if "moving_variance" in w.path:
+            w.assign(np.abs(w.numpy()) + 0.5)
+    fast.set_weights(plain.get_weights())
+    np.testing.assert_allclose(np.asarray(fast(z)), np.asarray(plain(z)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="split must divide"):
+        XUnit(9, split=2)
+
+
+def test_gate_clip_changes_the_gate_only_below_exp_minus_bound_squared(rng):
+    plain, clipped = XUnit(3), XUnit(3, gate_clip=3.0)
+    z = rng.normal(0, 2, size=(1, 12, 12, 4)).astype("float32")
+    plain.build(z.shape)
+    clipped.build(z.shape)
+    _randomise(plain, rng, 2.0)
+    clipped.set_weights(plain.get_weights())
+    a, b = np.asarray(plain(z)), np.asarray(clipped(z))
+    assert np.all(np.abs(a - b) <= np.exp(-9.0) * np.abs(z) + 1e-7)
+    assert XUnit.from_config(clipped.get_config()).gate_clip == 3.0
