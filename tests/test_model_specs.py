@@ -49,7 +49,10 @@ def test_conventions_differ_where_they_should():
 
 
 def _conv_calls(model, x):
-    """Conv2D applications during one forward pass (the papers' 'depth')."""
+    """Conv2D applications during one training-mode forward pass (the papers' 'depth').
+
+    Training mode, because at inference MemNet's gate computes its 1x1 conv by parts.
+    """
     calls = []
     original = keras.layers.Conv2D.call
 
@@ -59,7 +62,7 @@ def _conv_calls(model, x):
 
     keras.layers.Conv2D.call = spy
     try:
-        model(x)
+        model(x, training=True)
     finally:
         keras.layers.Conv2D.call = original
     return calls

@@ -102,6 +102,15 @@ def publish(run_dir, tag, test_sets, *, checkpoint="last", weights_dir=None, not
     model.save_weights(tmp)
     os.replace(tmp, target)
 
+    steps, seconds = run.get("steps"), run.get("wall_seconds")
+    if steps is None:  # an interrupted run: the checkpoint's record and file times tell
+        record = run_dir / f"{checkpoint}.json"
+        if not record.exists():
+            raise ValueError(f"{run_dir} did not finish and has no {record.name} saying at which "
+                             f"step {checkpoint}.keras was saved")
+        steps = json.loads(record.read_text())["epoch"] * run["recipe"]["steps_per_epoch"]
+        seconds = round((run_dir / f"{checkpoint}.keras").stat().st_mtime
+                        - (run_dir / "run.json").stat().st_mtime)
     evaluation = evaluate_model(model, registry.info(name), config["task"], config["levels"],
                                 test_sets)
     results = {}
@@ -114,8 +123,8 @@ def publish(run_dir, tag, test_sets, *, checkpoint="last", weights_dir=None, not
         "levels": config["levels"], "file": target.name, "bytes": target.stat().st_size,
         "results": results, "protocol": "SPEC §4 (zoo evaluate)",
         "training": {"data": config["train"], "validation": config["val"],
-                     "recipe": run["recipe"], "steps": run.get("steps"), "checkpoint": checkpoint,
-                     "wall_seconds": run.get("wall_seconds"), "seed": config["seed"],
+                     "recipe": run["recipe"], "steps": steps, "checkpoint": checkpoint,
+                     "wall_seconds": seconds, "seed": config["seed"],
                      "versions": run["versions"], "best_val_psnr": _best(run_dir)},
         "date": datetime.date.today().isoformat(), "note": note,
     }

@@ -405,6 +405,7 @@ class BestAndLast(keras.callbacks.Callback):
         if not _is_chief():
             return
         atomic_save_model(self.model, self.folder / "last.keras")
+        atomic_write_text(self.folder / "last.json", json.dumps({"epoch": epoch + 1}))
         psnr = (logs or {}).get("val_psnr")
         if psnr is not None and psnr > self.best:
             self.best = psnr
