@@ -95,12 +95,12 @@ class GateUnit(keras.layers.Layer):
         norm = self.norm
         scale = norm.gamma * ops.rsqrt(norm.moving_variance + norm.epsilon)
         shift = norm.beta - norm.moving_mean * scale
-        kernel = self.conv.kernel[0, 0]
+        kernel = self.conv.kernel
         out, start = None, 0
         for memory in memories:
             stop = start + memory.shape[-1]
             part = ops.relu(memory * scale[start:stop] + shift[start:stop])
-            term = ops.matmul(part, kernel[start:stop])
+            term = ops.conv(part, kernel[:, :, start:stop], padding="valid")
             out = term if out is None else out + term
             start = stop
         return out + self.conv.bias
