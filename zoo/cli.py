@@ -235,6 +235,16 @@ def build_parser():
                    help="apply a gray model to R, G and B one by one")
     p.set_defaults(func=cmd_restore)
 
+    try:  # TFLite export needs TensorFlow; the other commands do not
+        from zoo.export import add_export_arguments, cmd_export
+    except ImportError:
+        add_export_arguments = None
+    if add_export_arguments:
+        p = sub.add_parser("export", help="TFLite export (float32, float16, dynamic, int8), "
+                                          "validated on LiteRT, with a model card")
+        add_export_arguments(p)
+        p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("train", help="train a model with model.fit (TensorBoard, checkpoints, resume)",
                        description=TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(p)

@@ -103,7 +103,8 @@ def machine():
     return {"processor": _cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__,
-            "ai_edge_litert": getattr(ai_edge_litert, "__version__", _dist_version("ai-edge-litert"))}
+            "ai_edge_litert": getattr(ai_edge_litert, "__version__",
+                                      _dist_version("ai-edge-litert"))}
 
 
 def _cpu_name():

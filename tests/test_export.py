@@ -1,0 +1,370 @@
+"""TFLite export: four modes on LiteRT, builtin ops only, numerics against Keras, clear failures."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+import zoo.pretrained
+from zoo.data import demo_images, write_image
+from zoo.layers import XUnit
+from zoo.export import (LiteRT, MODES, card_path, convert, export, load_model, model_flops,
+                        xunit_options)
+from zoo.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Registry entries with overrides that keep each model's structure (layer kinds, 9x9 xUnits,
+# sub-pixel stages, memory blocks) but make it small enough to convert in seconds.
+SMALL = {
+    "xdncnn": dict(filters=16, blocks=2),
+    "xdncnn_rgb": dict(filters=16, blocks=2),
+    "xnet": dict(layers=2, filters=16),
+    "xsrcnn_f": {},
+    "xsrcnn_c": {},
+    "xsrresnet": dict(blocks=2, filters=16),
+    "memnet": dict(blocks=2, recursions=2, filters=16, multi_supervised=True),
+    "dncnn_s": dict(depth=4, filters=16),
+    "dncnn_rgb": dict(depth=4, filters=16),
+    "convnet": dict(layers=2, filters=16),
+    "srcnn": {},
+    "srresnet": dict(blocks=2, filters=16),
+}
+XNET_FAMILY_AND_MEMNET = ["xdncnn", "xdncnn_rgb", "xnet", "xsrcnn_f", "xsrcnn_c", "xsrresnet",
+                          "memnet"]
+BASELINES = ["dncnn_s", "dncnn_rgb", "convnet", "srcnn", "srresnet"]
+TASK = {"xsrcnn_f": "sr", "xsrcnn_c": "sr", "srcnn": "sr", "xsrresnet": "sr", "srresnet": "sr",
+        "memnet": "jpeg"}
+
+
+def _randomised(model, seed=0):
+    """The model with random BN statistics, affine terms and biases, so that no layer is an
+    identity the converter could drop and the comparison with Keras means something."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        kind = weight.path.rsplit("/", 1)[-1]
+        shape = tuple(weight.shape)
+        if kind in ("gamma", "moving_variance"):
+            weight.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
+        elif kind in ("beta", "moving_mean", "bias"):
+            weight.assign(rng.normal(0, 0.05, shape).astype("float32"))
+    return model
+
+
+def _images(colour, split, size, count=1):
+    """Centre crops of the built-in demo photographs."""
+    crops = []
+    for name, image in demo_images(colour, split=split)[:count]:
+        top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+        crops.append((name, image[top:top + size, left:left + size]))
+    return crops
+
+
+def _colour(name, task):
+    info = zoo.info(name)
+    return "RGB" if info.input == "RGB" else ("gray" if task == "denoise" else "Y")
+
+
+def _export_all_modes(name, tmp_path):
+    task = TASK.get(name, "denoise")
+    colour = _colour(name, task)
+    model = _randomised(zoo.build(name, **SMALL[name]))
+    sub_pixel = zoo.info(name).upsampling == "sub-pixel"
+    cards = {}
+    for mode in MODES:
+        cards[mode] = export(
+            model, tmp_path / f"{name}_{mode}.tflite", mode=mode, task=task,
+            val_data=_images(colour, "val", 64 if sub_pixel else 32),
+            calibration_data=_images(colour, "train", 256 if sub_pixel else 96, count=3),
+            calibration_samples=8, latency_sizes=())
+    return cards
+
+
+def _check_modes(cards, tmp_path, name):
+    for mode, card in cards.items():
+        assert card["graph"]["builtin_only"], (mode, card["graph"])
+        assert card["graph"]["flex_ops"] == {} and card["numerics"]["images"] == 1
+        assert (tmp_path / f"{name}_{mode}.tflite").stat().st_size == card["file"]["size_bytes"]
+        assert card_path(tmp_path / f"{name}_{mode}.tflite").is_file()
+        assert card["resizable"]["works"], card["resizable"]
+    assert cards["float32"]["numerics"]["max_abs_diff_vs_keras"] <= 1e-4
+    assert cards["float16"]["numerics"]["worst_psnr_tflite_vs_keras"] >= 60
+    assert cards["dynamic"]["numerics"]["worst_psnr_tflite_vs_keras"] >= 30
+    assert cards["int8"]["numerics"]["worst_psnr_tflite_vs_keras"] >= 25
+    int8 = cards["int8"]
+    assert int8["graph"]["float_ops"] == {}, int8["graph"]["float_ops"]
+    assert int8["input"]["dtype"] == int8["output"]["dtype"] == "int8"
+    assert int8["input"]["quantization"]["scale"] > 0
+    assert "QUANTIZE" not in int8["graph"]["ops"] or name == "memnet"  # memnet requantizes concat
+    sizes = {mode: card["file"]["size_bytes"] for mode, card in cards.items()}
+    assert sizes["float16"] < sizes["float32"] and sizes["int8"] < sizes["float16"]
+    if any(isinstance(layer, XUnit) for layer in zoo.build(name, **SMALL[name]).layers):
+        # 9x9 depthwise convs split into 3x3 ones in the float modes, whole in int8
+        assert all(cards[m]["export_options"] == {"xunit_split": 3} for m in MODES[:3])
+        assert int8["export_options"] == {"xunit_gate_clip": 3.0}
+    else:
+        assert all(card["export_options"] == {} for card in cards.values())
+
+
+@pytest.mark.parametrize("name", XNET_FAMILY_AND_MEMNET)
+def test_exports_in_all_four_modes_with_builtin_ops(name, tmp_path):
+    _check_modes(_export_all_modes(name, tmp_path), tmp_path, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BASELINES)
+def test_relu_baselines_export_in_all_four_modes(name, tmp_path):
+    _check_modes(_export_all_modes(name, tmp_path), tmp_path, name)
+
+
+def test_resizable_model_runs_at_two_sizes(tmp_path, rng):
+    model = _randomised(zoo.build("xsrresnet", blocks=1, filters=16))
+    content, report = convert(model, "float32")
+    assert report.builtin_only
+    runner = LiteRT(content)
+    assert runner.resizable
+    for height, width in ((12, 12), (17, 10)):
+        x = rng.random((height, width, 3), dtype=np.float32)
+        y = runner(x)
+        assert y.shape == (4 * height, 4 * width, 3)
+        assert np.abs(y - np.asarray(model(x[None]))[0]).max() <= 1e-4
+
+
+def test_xunit_split_is_exact_and_can_be_turned_off(tmp_path, rng):
+    model = _randomised(zoo.build("xdncnn", filters=16, blocks=1))  # two 9x9 xUnits
+    split = xunit_options(model, split=3)
+    x = rng.random((1, 40, 36, 1), dtype=np.float32)
+    assert np.abs(np.asarray(split(x)) - np.asarray(model(x))).max() <= 1e-5
+    memnet = zoo.build("memnet", blocks=1, recursions=1, filters=8)
+    assert xunit_options(memnet, split=3, gate_clip=3) is memnet  # no xUnit: nothing to change
+    val = _images("gray", "val", 32)
+    cards = {s: export(model, tmp_path / f"s{s}.tflite", xunit_split=s, val_data=val,
+                       latency_sizes=()) for s in (None, 0)}
+    assert cards[None]["graph"]["ops"]["DEPTHWISE_CONV_2D"] == 2 * 9
+    assert cards[0]["graph"]["ops"]["DEPTHWISE_CONV_2D"] == 2
+    assert cards[0]["export_options"] == {} and not any("3x3" in n for n in cards[0]["notes"])
+    for card in cards.values():
+        assert card["numerics"]["max_abs_diff_vs_keras"] <= 1e-4
+
+
+def test_fixed_shape_model_takes_its_own_size_only(tmp_path):
+    card = export("xnet", tmp_path / "fixed.tflite", overrides=dict(layers=1, filters=8),
+                  input_shape=(24, 40), val_data=_images("gray", "val", 48),
+                  latency_sizes=(256,), latency_runs=1)
+    assert card["input"]["shape"] == [1, 24, 40, 1]
+    assert card["numerics"]["per_image"][0]["input_size"] == [24, 40]
+    assert [r["input_size"] for r in card["latency"]["results"]] == [[24, 40]] * 4
+    assert card["resizable"]["exported"] is False and card["resizable"]["float32_probe"]["works"]
+    runner = LiteRT(tmp_path / "fixed.tflite")
+    with pytest.raises(ValueError, match="24x40 inputs only"):
+        runner(np.zeros((32, 32, 1), np.float32))
+
+
+def test_card_has_tensors_latency_and_machine(tmp_path):
+    card = export("xnet", tmp_path / "m.tflite", overrides=dict(layers=1, filters=8),
+                  mode="int8", io_dtype="uint8", val_data=_images("gray", "val", 32),
+                  calibration_data=_images("gray", "train", 64), calibration_samples=4,
+                  latency_sizes=(32, 48), latency_runs=2)
+    text = card_path(tmp_path / "m.tflite").read_text()
+    assert card["input"]["dtype"] == "uint8" and 'dtype: "uint8"' in text
+    assert f"zero_point: {card['input']['quantization']['zero_point']}" in text
+    results = card["latency"]["results"]
+    settings = {(r["input_size"][0], r["threads"], r["xnnpack"]) for r in results}
+    assert settings == {(s, t, x) for s in (32, 48) for t in (1, 2) for x in (False, True)}
+    assert all(r["median_ms"] > 0 and r["gflops_per_s"] > 0 for r in results)
+    faster = card["latency"]["default_runtime"]["xnnpack"]
+    assert LiteRT(tmp_path / "m.tflite").xnnpack is faster  # the runner follows the card
+    assert LiteRT(tmp_path / "m.tflite", xnnpack=not faster).xnnpack is (not faster)
+    assert "tensorflow" in card["machine"] and "processor:" in text and "latency:" in text
+    assert card["parameters"]["kernels"] == zoo.count_params(zoo.build("xnet", layers=1, filters=8),
+                                                             "kernels")
+
+
+def test_flop_counter_matches_the_layer_arithmetic():
+    assert model_flops(zoo.build("xdncnn"), 32, 32) == 601_344 * 32 * 32
+    # xSRCNNf: 2 x (81*64 + 81*64 + 9*64*32 + 81*32 + 25*32) multiply-adds per pixel.
+    assert model_flops(zoo.build("xsrcnn_f"), 16, 16) == 64_384 * 16 * 16
+    # MemNet's shared convs count once per recursion.
+    small = zoo.build("memnet", blocks=1, recursions=2, filters=4)
+    per_pixel = 2 * (9 * 4 + 2 * 2 * 9 * 16 + (1 + 2) * 4 * 4 + 9 * 4)
+    assert model_flops(small, 8, 8) == per_pixel * 64
+
+
+def test_nlrn_exports_with_builtin_ops_at_a_fixed_shape(tmp_path):
+    model = _randomised(zoo.build("nlrn", states=2, filters=16, embed_filters=8, neighbourhood=7))
+    card = export(model, tmp_path / "nlrn.tflite", input_shape=(32, 32),
+                  val_data=_images("gray", "val", 32), latency_sizes=())
+    assert card["graph"]["builtin_only"] and card["graph"]["flex_ops"] == {}
+    assert card["numerics"]["max_abs_diff_vs_keras"] <= 1e-4
+    probe = card["resizable"]["float32_probe"]
+    assert probe["works"], probe  # the resizable NLRN also runs on LiteRT, at two odd sizes
+
+
+@pytest.mark.slow
+def test_full_nlrn_exports_with_builtin_ops_at_a_fixed_shape(tmp_path):
+    model = _randomised(zoo.build("nlrn"))  # T = 12, 128 filters, q = 35
+    card = export(model, tmp_path / "nlrn.tflite", input_shape=(48, 48),
+                  val_data=_images("gray", "val", 48), latency_sizes=())
+    assert card["graph"]["builtin_only"] and card["numerics"]["max_abs_diff_vs_keras"] <= 1e-4
+    assert card["resizable"]["float32_probe"]["works"], card["resizable"]
+
+
+@pytest.mark.slow
+def test_full_xdncnn_int8_on_the_built_in_images(tmp_path):
+    card = export(_randomised(zoo.build("xdncnn")), tmp_path / "xdncnn.tflite", mode="int8",
+                  latency_sizes=(256,), latency_runs=2)
+    assert card["numerics"]["images"] == 2 and card["graph"]["float_ops"] == {}
+    assert card["graph"]["builtin_only"] and len(card["latency"]["results"]) == 4
+    assert card["numerics"]["worst_psnr_tflite_vs_keras"] >= 30
+
+
+def _patch_model():
+    x = keras.Input((None, None, 1), name="degraded")
+    patches = keras.layers.Lambda(lambda t: tf.image.extract_patches(
+        t, [1, 3, 3, 1], [1, 1, 1, 1], [1, 1, 1, 1], "SAME"), name="patches")(x)
+    return keras.Model(x, keras.layers.Conv2D(1, 1, name="mix")(patches), name="patch_net")
+
+
+def test_flex_ops_fail_the_default_export_with_their_list(tmp_path):
+    out = tmp_path / "patch.tflite"
+    with pytest.raises(ValueError, match=r"FlexExtractImagePatches x1.*--allow-select-ops"):
+        export(_patch_model(), out, val_data=_images("gray", "val", 32), latency_sizes=())
+    assert list(tmp_path.iterdir()) == []
+    card = export(_patch_model(), out, allow_select_ops=True, latency_sizes=())
+    assert out.is_file() and card["graph"]["flex_ops"] == {"FlexExtractImagePatches": 1}
+    assert not card["numerics"]["validated"] and not card["graph"]["builtin_only"]
+
+
+def test_float_islands_in_an_int8_graph_are_reported(tmp_path):
+    x = keras.Input((None, None, 1))
+    h = keras.layers.Conv2D(4, 3, padding="same")(x)
+    h = keras.layers.Lambda(lambda t: keras.ops.square(t))(h)
+    model = keras.Model(x, keras.layers.Conv2D(1, 3, padding="same")(h), name="square_net")
+    card = export(model, tmp_path / "sq.tflite", mode="int8", val_data=_images("gray", "val", 32),
+                  calibration_data=_images("gray", "train", 64), calibration_samples=4,
+                  latency_sizes=())
+    assert "SQUARE" in card["graph"]["float_ops"] and "DEQUANTIZE" in card["graph"]["float_ops"]
+    assert any("SQUARE" in note for note in card["notes"])
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """An xnet's .weights.h5 and .keras files, plus a corrupt one of each."""
+    folder = tmp_path_factory.mktemp("weights")
+    model = zoo.build("xnet", layers=2, filters=8)
+    model.save_weights(folder / "xnet.weights.h5")
+    model.save(folder / "xnet.keras")
+    (folder / "corrupt.weights.h5").write_bytes(b"\x89HDF\r\n" + os.urandom(200))
+    (folder / "corrupt.keras").write_bytes(b"PK\x03\x04" + os.urandom(200))
+    return folder
+
+
+@pytest.mark.parametrize("model,weights,overrides,error,message", [
+    ("xdncn", None, None, ValueError, r"Unknown model 'xdncn'.*'xdncnn'"),
+    ("xnet", "missing.weights.h5", None, FileNotFoundError, "not found"),
+    ("xnet", "corrupt.weights.h5", dict(layers=2, filters=8), ValueError,
+     "not a valid HDF5 .weights.h5"),
+    ("xnet", "corrupt.keras", None, ValueError, r"corrupt\.keras"),
+    ("xdncnn", "xnet.weights.h5", None, ValueError,
+     r"xnet\.weights\.h5 does not fit model 'xdncnn'"),
+    ("xnet", "xnet.weights.h5", dict(layers=3, filters=8), ValueError,
+     r"does not fit model 'xnet' with overrides \{'layers': 3"),
+    ("xdncnn", "xnet.keras", None, ValueError, "holds a 'xnet' model, not 'xdncnn'"),
+    ("xnet", "no-such-tag", None, ValueError, "no pretrained weights 'no-such-tag'"),
+])
+def test_bad_model_or_weights_fail_clearly_and_write_nothing(saved, tmp_path, model, weights,
+                                                              overrides, error, message):
+    with pytest.raises(error, match=message) as raised:
+        is_file = weights and weights.endswith((".h5", ".keras"))
+        export(model, tmp_path / "out.tflite", weights=saved / weights if is_file else weights,
+               overrides=overrides, latency_sizes=())
+    assert "\n" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shipped_weights_export_and_beat_bicubic(tmp_path):
+    tag = zoo.pretrained.list_pretrained("xsrcnn_f")[0]["tag"]
+    card = export("xsrcnn_f", tmp_path / "sr.tflite", weights=tag, task="sr", level=3,
+                  mode="float16", val_data=_images("Y", "val", 96, count=2), latency_sizes=())
+    numerics = card["numerics"]
+    assert card["weights"] == tag and numerics["worst_psnr_tflite_vs_keras"] >= 60
+    assert numerics["tflite"]["psnr"] > numerics["degraded"]["psnr"] + 0.5
+
+
+def test_weights_files_load_into_the_exported_model(saved, tmp_path):
+    reference, _ = load_model("xnet", saved / "xnet.keras")
+    loaded, _ = load_model("xnet", saved / "xnet.weights.h5", dict(layers=2, filters=8))
+    x = np.random.default_rng(1).random((1, 16, 16, 1), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(reference(x)), atol=1e-6)
+
+
+def _script(args):
+    return subprocess.run([sys.executable, str(ROOT / "export_tflite.py"), *args],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_command_line_exports_and_fails_in_one_line(saved, tmp_path):
+    val = tmp_path / "val"
+    for name, image in _images("gray", "val", 40):
+        write_image(val / f"{name}.png", image)
+    out = tmp_path / "cli" / "xnet16.tflite"
+    result = _script(["--model", "xnet", "--weights", str(saved / "xnet.weights.h5"),
+                      "--set", "layers=2", "--set", "filters=8", "--mode", "float16",
+                      "--val", str(val), "--latency-sizes", "32", "--latency-runs", "1",
+                      "--out", str(out)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.is_file() and card_path(out).is_file()
+    assert "TFLite vs Keras" in result.stdout and "XNNPACK" in result.stdout
+    bad = _script(["--model", "xnet", "--weights", str(saved / "corrupt.keras"),
+                   "--out", str(tmp_path / "bad.tflite")])
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    errors = [line for line in bad.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "corrupt.keras" in errors[0]
+    assert not (tmp_path / "bad.tflite").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small xNet after a short denoising run (sigma 25) on crops of the demo photographs."""
+    folder = tmp_path_factory.mktemp("train")
+    for name, image in _images("gray", "train", 128, count=6):
+        write_image(folder / "images" / f"{name}.png", image)
+    run = train(TrainConfig(model="xnet", overrides={"layers": 3, "filters": 32},
+                            train=[str(folder / "images")], val=[str(folder / "images")],
+                            recipe_overrides={"steps": 150, "steps_per_epoch": 150,
+                                              "patch_size": 32, "batch_size": 16},
+                            tensorboard_images=0, out=str(folder / "run")))
+    return folder, run
+
+
+def test_int8_after_short_training_stays_close_to_float(trained, tmp_path):
+    folder, run = trained
+    assert run["val_psnr"] > run["input_psnr"] + 1  # the float model learned to denoise
+    cards = {clip: export("xnet", tmp_path / f"xnet_int8_{clip}.tflite", mode="int8",
+                          weights=folder / "run" / "best.keras", gate_clip=clip,
+                          val_data=_images("gray", "val", 128, count=2),
+                          calibration_data=[str(folder / "images")], calibration_samples=64,
+                          latency_sizes=())
+             for clip in (3.0, None)}
+    for clip, card in cards.items():
+        numerics = card["numerics"]
+        print(f"\nint8 after {run['steps']} steps, gate clip {clip}: Keras "
+              f"{numerics['keras']['psnr']:.3f} dB, TFLite int8 "
+              f"{numerics['tflite']['psnr']:.3f} dB, "
+              f"drop {numerics['quantization_drop_db']:.3f} dB, TFLite vs Keras "
+              f"{numerics['worst_psnr_tflite_vs_keras']:.2f} dB")
+        assert numerics["tflite"]["psnr"] > numerics["degraded"]["psnr"] + 1
+        assert numerics["quantization_drop_db"] <= 0.5
+        assert card["graph"]["float_ops"] == {}
+    # Clipping the gate argument gives its int8 steps a finer grid: closer to Keras.
+    clipped, plain = cards[3.0]["numerics"], cards[None]["numerics"]
+    assert clipped["worst_psnr_tflite_vs_keras"] > plain["worst_psnr_tflite_vs_keras"] + 3
+    assert clipped["quantization_drop_db"] <= 0.1
+    assert any("clip(d, -3, 3)" in note for note in cards[3.0]["notes"])

@@ -1,0 +1,915 @@
+"""TFLite export for LiteRT (Android): float32, float16, dynamic-range and full-integer models.
+
+    export("xdncnn", "xdncnn_int8.tflite", weights="runs/xdncnn/best.keras", mode="int8")
+
+Conversion path: the Keras model is written as a SavedModel with a fixed ``(1, H, W, C)`` or a
+resizable ``(1, None, None, C)`` input signature (``model.export(format="tf_saved_model")``) and
+converted by ``tf.lite.TFLiteConverter.from_saved_model``.  (``from_concrete_functions`` given the
+Keras model silently yields a NaN model under Keras 3.)  Modes:
+
+- ``float32``: weights and arithmetic in float32.
+- ``float16``: float16 weights (half the file); CPU kernels dequantize them to float32 at load,
+  the GPU delegate computes in float16.
+- ``dynamic``: dynamic-range quantization: int8 weights, activations quantized on the fly.
+- ``int8``: full-integer quantization, int8 (or uint8) input and output, activation ranges
+  calibrated on degraded patches drawn from the task's own ``tf.data`` pipeline
+  (``zoo.data.pipeline.training_dataset``) on the built-in or given images.
+
+Checks: the file uses LiteRT's builtin ops only (ops that would need the Flex / SELECT_TF_OPS
+delegate fail the export with their list, unless ``allow_select_ops``), and an int8 graph is
+searched for float islands (ops that read or write float tensors), which are reported.
+
+Validation on the LiteRT interpreter (``ai_edge_litert``): the .tflite and the Keras model restore
+the validation images; the card gets the PSNR of TFLite vs Keras, PSNR/SSIM of each against the
+clean image under the SPEC §4 protocol, the drop caused by quantization, the file size, and the
+median latency at 256x256 and 512x512 with 1 and 2 threads, with and without XNNPACK.  Everything
+goes into ``<name>.card.yaml`` beside ``<name>.tflite``; both are written through temporary files,
+so a failed export leaves no partial file.
+"""
+
+import collections
+import contextlib
+import dataclasses
+import io
+import os
+import re
+import tempfile
+import time
+import warnings
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from zoo import registry
+from zoo.data.demo import demo_images
+from zoo.data.pipeline import check_levels, evaluation_pairs, training_dataset
+from zoo.export_card import machine, write_card
+from zoo.layers import XUnit
+from zoo.metrics import protocol_metrics, psnr
+from zoo.params import count_params
+from zoo.train import input_mode
+
+__all__ = ["MODES", "export", "load_model", "convert", "inspect_graph", "GraphReport", "LiteRT",
+           "model_flops", "add_export_arguments", "cmd_export"]
+
+MODES = ("float32", "float16", "dynamic", "int8")
+IO_DTYPES = ("int8", "uint8")
+DEFAULT_LEVELS = {"denoise": 25, "sr": 3, "jpeg": 10}
+PIPELINE_TASKS = tuple(DEFAULT_LEVELS)
+CALIBRATION_PATCH = 64       # input side of the calibration patches of a resizable model
+LATENCY_SIZES = (256, 512)
+LATENCY_THREADS = (1, 2)
+RESIZE_PROBE = ((37, 50), (64, 45))  # two odd input sizes a resizable model must run at
+AGREES_DB = 30.0             # a resized run "works" if it agrees with Keras to this PSNR
+# The CPU runtime of a file without a card: XNNPACK, LiteRT's own default. It runs 9x9 depthwise
+# convs far slower than LiteRT's builtin kernels on x86, so xUnit nets are exported with split
+# 3x3 ones (XUNIT_SPLIT), after which XNNPACK is the faster; int8 xUnit graphs keep 9x9 ones and
+# run faster on the builtin kernels.  Every export times both (benchmarks/results/
+# tflite_latency.md) and its card names the faster, which LiteRT(path) then uses.
+DEFAULT_XNNPACK = True
+GATE_CLIP = 3.0              # |d| bound of the xUnit gate in int8 graphs (see xunit_options)
+# xUnit depthwise convs as sums of 3x3 ones (see xunit_options) in the float modes, where it is
+# exact; int8 keeps them whole: quantizing nine partial sums cost a trained xNet 0.2 dB.
+XUNIT_SPLIT = {"float32": 3, "float16": 3, "dynamic": 3, "int8": 0}
+
+_FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
+_OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+_TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+
+# --- the Keras model -----------------------------------------------------------------------------
+
+def load_model(model, weights=None, overrides=None):
+    """``(keras.Model, ModelInfo)``: a registry model with ``weights`` loaded, or a built one.
+
+    ``model`` is a registry name (a clear error suggests close names) or a ``keras.Model``.
+    ``weights`` is a shipped tag (``zoo list --pretrained``), a ``.weights.h5`` file (loaded into
+    the model built with ``overrides``) or a ``.keras`` file (architecture included; it must
+    hold the model ``model`` names).
+    """
+    overrides = dict(overrides or {})
+    if isinstance(model, keras.Model):
+        if weights is not None:
+            _load_weights(model, weights, model.name, overrides)
+        return model, _info_for(model)
+    info = registry.info(model)
+    if weights is None:
+        return registry.build(model, **overrides), info
+    if _is_tag(weights):
+        return registry.build(model, weights=str(weights), **overrides), info
+    path = _existing(weights)
+    if path.name.endswith(".keras"):
+        if overrides:
+            raise ValueError(f"builder overrides {overrides} do not apply to {path}: "
+                             "a .keras file holds its own architecture")
+        loaded = _load_keras_file(path)
+        if loaded.name != info.name:
+            raise ValueError(f"{path} holds a {loaded.name!r} model, not {info.name!r}: "
+                             f"export it with --model {loaded.name}")
+        return loaded, info
+    built = registry.build(model, **overrides)
+    _load_weights(built, path, model, overrides)
+    return built, info
+
+
+def _is_tag(weights):
+    """A shipped tag rather than a file: no folder in it and no weights-file suffix."""
+    text = str(weights)
+    return os.path.sep not in text and not text.endswith((".h5", ".keras"))
+
+
+def _existing(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} not found")
+    return path
+
+
+def _load_keras_file(path):
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"cannot read {path}: not a .keras (zip) file; truncated or corrupt?")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        raise ValueError(f"cannot load {path}: {_first_line(error)}") from error
+
+
+def _load_weights(model, weights, name, overrides):
+    path = _existing(weights)
+    if not path.name.endswith(".h5"):
+        raise ValueError(f"weights for {name!r} must be a .weights.h5 file here (a .keras file "
+                         f"goes with a registry name), got {path}")
+    described = f"model {name!r}" + (f" with overrides {overrides}" if overrides else "")
+    hint = ("Build the model with the overrides it was trained with (--set), or export its "
+            ".keras file.")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(path)
+    except OSError as error:
+        raise ValueError(f"cannot read weights file {path}: not a valid HDF5 .weights.h5 file "
+                         f"({_first_line(error)})") from error
+    except ValueError as error:
+        raise ValueError(f"weights file {path} does not fit {described}: {_mismatch(error)}. "
+                         f"{hint}") from error
+    skipped = [w for w in caught if "Skipping" in str(w.message)]  # Keras only warns of these
+    if skipped:
+        raise ValueError(f"weights file {path} fits {described} only in part "
+                         f"({_first_line(skipped[0].message)}). {hint}")
+
+
+def _mismatch(error):
+    """Keras' long load error in a few words: how many layers failed, and one shape pair."""
+    text = str(error)
+    count = re.search(r"A total of (\d+) objects", text)
+    layer = re.search(r"for object <\w+ name=([^,>]+)", text)
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+    if not (count and layer):
+        return _first_line(error)
+    summary = f"{count.group(1)} layer(s) could not be loaded, e.g. {layer.group(1)}"
+    if shapes:
+        summary += f" (model {shapes.group(1)}, file {shapes.group(2)})"
+    return summary
+
+
+def _first_line(error):
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _info_for(model):
+    """The registry entry named like the model, or a generic one for a model of your own."""
+    try:
+        return registry.info(model.name)
+    except ValueError:
+        channels = model.inputs[0].shape[-1]
+        return registry.ModelInfo(model.name, None, paper="not a zoo model", tasks=PIPELINE_TASKS,
+                                  input="RGB" if channels == 3 else "gray")
+
+
+def inference_model(model):
+    """The single-output model to export: MemNet's multi-supervised dict gives its final ``y``."""
+    if isinstance(model.output, dict):
+        return keras.Model(model.input, model.output["y"], name=model.name)
+    return model
+
+
+def xunit_options(model, gate_clip=None, split=None):
+    """A copy of a functional ``model`` whose xUnits use the export-time options of
+    :class:`zoo.layers.XUnit` (same weights), or ``model`` itself if nothing changes.
+
+    ``split``: each k x k depthwise conv runs as (k/split)^2 depthwise convs of split x split,
+    summed (exact up to float rounding; XNNPACK runs 3x3 depthwise convs far faster than 9x9).
+    ``gate_clip``: Gaussian gates read ``clip(d, -gate_clip, gate_clip)``, which gives int8
+    graphs ten times finer steps for ``d * -d`` at the default 3.
+    """
+    changes = {}
+    for layer in model.layers:
+        if not isinstance(layer, XUnit):
+            continue
+        change = {}
+        if split and layer.kernel_size % split == 0 and layer.kernel_size > split:
+            change["split"] = int(split)
+        if gate_clip and layer.gate == "gaussian":
+            change["gate_clip"] = float(gate_clip)
+        if change:
+            changes[id(layer)] = change
+    if not changes:
+        return model
+
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), **changes.get(id(layer), {})})
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _predict(model, image):
+    return keras.ops.convert_to_numpy(model(image[None], training=False))[0].astype(np.float32)
+
+
+def _upscale(model, channels):
+    """Output/input size ratio (the scale of a sub-pixel SR model, 1 otherwise)."""
+    return _predict(model, np.zeros((8, 8, channels), np.float32)).shape[0] // 8
+
+
+def model_flops(model, height, width):
+    """FLOPs of one ``height x width`` input: 2 x multiply-adds of every convolution and matmul.
+
+    Counted on the traced TensorFlow graph, so shared layers count once per call (MemNet's
+    recursions) and sub-pixel stages at their own resolution; biases, BN and activations are
+    left out.  xDnCNN: 601,344 FLOP per pixel.
+    """
+    channels = model.inputs[0].shape[-1]
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec((1, height, width, channels), tf.float32))
+    total = 0
+    for op in function.graph.get_operations():
+        if op.type not in ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2"):
+            continue
+        out = np.prod(op.outputs[0].shape.as_list(), dtype=np.int64)
+        kernel = op.inputs[1].shape.as_list()
+        if op.type == "Conv2D":
+            per_output = kernel[0] * kernel[1] * kernel[2]
+        elif op.type == "DepthwiseConv2dNative":
+            per_output = kernel[0] * kernel[1]
+        else:  # the contracted dimension of the first operand
+            transposed = op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x")
+            per_output = op.inputs[0].shape.as_list()[-2 if transposed else -1]
+        total += 2 * int(out) * per_output
+    return total
+
+
+# --- conversion ----------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class GraphReport:
+    """The operators of a .tflite file.
+
+    Attributes:
+        ops: op name -> count (builtin names, or the custom code of custom ops).
+        flex_ops: the ops that need the Flex (SELECT_TF_OPS) delegate.
+        custom_ops: other custom ops (need a custom op registration in the app).
+        float_ops: ops reading or writing a float tensor; in a full-integer graph, the float
+            islands (a DEQUANTIZE ... QUANTIZE stretch shows up as its ops and the two ends).
+    """
+
+    ops: dict
+    flex_ops: dict
+    custom_ops: dict
+    float_ops: dict
+
+    @property
+    def builtin_only(self):
+        return not self.flex_ops and not self.custom_ops
+
+
+def inspect_graph(content):
+    """A :class:`GraphReport` of the flatbuffer ``content``, read with LiteRT's schema."""
+    model = schema.Model.GetRootAs(content, 0)
+    ops, flex, custom, floating = (collections.Counter() for _ in range(4))
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            if builtin == schema.BuiltinOperator.CUSTOM:
+                name = code.CustomCode().decode()
+                (flex if name.startswith("Flex") else custom)[name] += 1
+            else:
+                name = _OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
+            ops[name] += 1
+            tensors = [op.Inputs(j) for j in range(op.InputsLength())]
+            tensors += [op.Outputs(j) for j in range(op.OutputsLength())]
+            if any(_TYPE_NAMES.get(graph.Tensors(t).Type()) in _FLOAT_TYPES
+                   for t in tensors if t >= 0):
+                floating[name] += 1
+    return GraphReport(*(dict(sorted(c.items())) for c in (ops, flex, custom, floating)))
+
+
+def convert(model, mode="float32", *, input_shape=None, calibration=None, io_dtype="int8",
+            allow_select_ops=False):
+    """``(flatbuffer bytes, GraphReport)`` of a single-output Keras ``model`` in ``mode``.
+
+    ``input_shape`` ``(H, W)`` fixes the input; ``None`` leaves height and width resizable
+    (batch 1 either way).  ``calibration``: the float32 ``(1, H, W, C)`` inputs that calibrate
+    an int8 model.  Ops outside LiteRT's builtin set raise a ``ValueError`` naming them unless
+    ``allow_select_ops``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if io_dtype not in IO_DTYPES:
+        raise ValueError(f"io_dtype must be one of {IO_DTYPES}, got {io_dtype!r}")
+    channels = model.inputs[0].shape[-1]
+    height, width = input_shape or (None, None)
+    signature = tf.TensorSpec((1, height, width, channels), tf.float32)
+    # Select TF ops are allowed in the conversion so that the ops needing them can be listed.
+    supported = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    with tempfile.TemporaryDirectory(prefix="zoo-export-") as folder:
+        model.export(folder, format="tf_saved_model", input_signature=[signature], verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        if mode != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if mode == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if mode == "int8":
+            if not calibration:
+                raise ValueError("an int8 conversion needs calibration inputs")
+            converter.representative_dataset = lambda: ([x] for x in calibration)
+            # Builtin float kernels stay allowed so that a float island is reported, not fatal.
+            supported.insert(0, tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
+            converter.inference_input_type = tf.as_dtype(io_dtype)
+            converter.inference_output_type = tf.as_dtype(io_dtype)
+        converter.target_spec.supported_ops = supported
+        content = converter.convert()
+    report = inspect_graph(content)
+    if report.flex_ops and not allow_select_ops:
+        raise ValueError(f"{model.name} needs ops outside LiteRT's builtin set (Flex / "
+                         f"SELECT_TF_OPS): {_counts(report.flex_ops)}; rewrite them with builtin "
+                         "ops, or pass --allow-select-ops (the app must then link the Flex "
+                         "delegate)")
+    return content, report
+
+
+def _counts(ops):
+    return ", ".join(f"{name} x{count}" for name, count in ops.items())
+
+
+def calibration_inputs(data, *, task, level, mode, upsampling="interpolated", ratio=1,
+                       input_shape=None, samples=128, seed=0):
+    """``samples`` degraded ``(1, H, W, C)`` patches from the task's training pipeline.
+
+    ``input_shape`` is the model's fixed input (default: ``CALIBRATION_PATCH`` squares); the
+    patches are cut as the training pipeline cuts them (sub-pixel pairs at the low resolution).
+    """
+    height, width = input_shape or (CALIBRATION_PATCH, CALIBRATION_PATCH)
+    dataset = training_dataset(data, task=task, levels=[level],
+                               patch_size=max(height, width) * ratio, batch_size=1, mode=mode,
+                               upsampling=upsampling, seed=seed,
+                               shuffle_buffer=max(int(samples), 1))
+    return [degraded[:, :height, :width].numpy() for degraded, _ in dataset.take(samples)]
+
+
+# --- LiteRT --------------------------------------------------------------------------------------
+
+class LiteRT:
+    """A .tflite model on the LiteRT interpreter, called with a float ``HxWxC`` image.
+
+    Quantized inputs and outputs are converted with the tensors' scale and zero point; a
+    resizable model is resized to each image.  ``xnnpack=False`` runs LiteRT's builtin kernels
+    (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``); ``None`` takes the faster of the two
+    as measured at export (the card beside a file), else ``DEFAULT_XNNPACK``.
+    """
+
+    def __init__(self, model, threads=2, xnnpack=None):
+        if isinstance(model, (bytes, bytearray)):
+            content = bytes(model)
+        else:
+            content = Path(model).read_bytes()
+            xnnpack = card_runtime(model) if xnnpack is None else xnnpack
+        self.xnnpack = DEFAULT_XNNPACK if xnnpack is None else bool(xnnpack)
+        resolver = (OpResolverType.AUTO if self.xnnpack
+                    else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.interpreter = Interpreter(model_content=content, num_threads=threads,
+                                       experimental_op_resolver_type=resolver)
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.resizable = bool(np.any(self.input["shape_signature"][1:3] < 0))
+        self.shape = None
+
+    def prepare(self, height, width):
+        """Sizes the input for ``height x width`` (a fixed model accepts its own size only)."""
+        if self.shape == (height, width):
+            return
+        fixed = tuple(int(d) for d in self.input["shape"][1:3])
+        if not self.resizable and fixed != (height, width):
+            raise ValueError(f"this model takes {fixed[0]}x{fixed[1]} inputs only, "
+                             f"got {height}x{width}")
+        channels = int(self.input["shape"][3])
+        self.interpreter.resize_tensor_input(self.input["index"], [1, height, width, channels])
+        self.interpreter.allocate_tensors()
+        self.shape = (height, width)
+
+    def __call__(self, image):
+        image = np.asarray(image, np.float32)
+        self.prepare(*image.shape[:2])
+        self.interpreter.set_tensor(self.input["index"], _quantize(image[None], self.input))
+        self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)[0]
+
+    def set_random_input(self, seed=0):
+        height, width = self.shape
+        x = np.random.default_rng(seed).random((1, height, width, int(self.input["shape"][3])))
+        self.interpreter.set_tensor(self.input["index"],
+                                    _quantize(x.astype(np.float32), self.input))
+
+    def invoke(self):
+        self.interpreter.invoke()
+
+
+def _quantize(x, details):
+    scale, zero_point = details["quantization"]
+    dtype = details["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return x.astype(dtype)
+    limits = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), limits.min, limits.max).astype(dtype)
+
+
+def _dequantize(q, details):
+    scale, zero_point = details["quantization"]
+    if not np.issubdtype(q.dtype, np.integer):
+        return q.astype(np.float32)
+    return ((q.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+def _tensor_spec(details, meaning):
+    scale, zero_point = details["quantization"]
+    return {"name": details["name"], "dtype": np.dtype(details["dtype"]).name,
+            "shape": [int(d) for d in details["shape_signature"]],
+            "quantization": {"scale": float(scale), "zero_point": int(zero_point),
+                             "real_value": "scale * (q - zero_point)"} if scale else None,
+            "meaning": meaning}
+
+
+# --- validation and latency ----------------------------------------------------------------------
+
+def compare(runner, model, pairs, task, level):
+    """Restores each ``(name, degraded, clean)`` pair with the .tflite and Keras: per-image rows."""
+    rows = []
+    for name, degraded, clean in pairs:
+        reference = _predict(model, degraded)
+        lite = runner(degraded)
+        keras_metrics = protocol_metrics(np.clip(reference, 0, 1), clean, task, level)
+        lite_metrics = protocol_metrics(np.clip(lite, 0, 1), clean, task, level)
+        row = {"image": name, "input_size": list(degraded.shape[:2]),
+               "max_abs_diff": float(np.abs(lite - reference).max()),
+               "psnr_tflite_vs_keras": psnr(lite, reference, data_range=1.0),
+               "keras": keras_metrics, "tflite": lite_metrics}
+        if degraded.shape == clean.shape:
+            row["degraded"] = protocol_metrics(degraded, clean, task, level)
+        rows.append(row)
+    return rows
+
+
+def summarise(rows):
+    """Means over images (the worst image for TFLite vs Keras) and the quantization drop."""
+    mean = lambda key, metric: float(np.mean([r[key][metric] for r in rows]))
+    summary = {"images": len(rows),
+               "max_abs_diff_vs_keras": max(r["max_abs_diff"] for r in rows),
+               "worst_psnr_tflite_vs_keras": min(r["psnr_tflite_vs_keras"] for r in rows)}
+    for key in ("keras", "tflite", "degraded"):
+        if all(key in r for r in rows):
+            summary[key] = {"psnr": mean(key, "psnr"), "ssim": mean(key, "ssim")}
+    summary["quantization_drop_db"] = summary["keras"]["psnr"] - summary["tflite"]["psnr"]
+    return summary
+
+
+def _crop_pairs(pairs, input_shape, ratio):
+    """Centre crops of the pairs at a fixed input size (the clean crop ``ratio`` times larger)."""
+    height, width = input_shape
+    cropped = []
+    for name, degraded, clean in pairs:
+        top, left = (degraded.shape[0] - height) // 2, (degraded.shape[1] - width) // 2
+        if top < 0 or left < 0:
+            continue
+        cropped.append((name, degraded[top:top + height, left:left + width],
+                        clean[top * ratio:(top + height) * ratio,
+                              left * ratio:(left + width) * ratio]))
+    if not cropped:
+        raise ValueError(f"no validation image is at least {height}x{width} (the input shape)")
+    return cropped
+
+
+def check_resizable(content, model, sizes=RESIZE_PROBE):
+    """Runs a resizable .tflite at each ``(H, W)`` of ``sizes`` and compares it with Keras.
+
+    ``works``: it ran, the output has the Keras shape, is finite and agrees with Keras to
+    ``AGREES_DB`` dB PSNR.
+    """
+    runner = LiteRT(content)
+    if not runner.resizable:
+        return {"works": False, "error": "the input shape is fixed"}
+    channels = int(runner.input["shape"][3])
+    rng = np.random.default_rng(0)
+    result = {"sizes": [list(s) for s in sizes], "psnr_vs_keras": [], "max_abs_diff": 0.0}
+    try:
+        for height, width in sizes:
+            x = rng.random((height, width, channels), dtype=np.float32)
+            lite, reference = runner(x), _predict(model, x)
+            if lite.shape != reference.shape:
+                raise ValueError(f"output {lite.shape} where Keras gives {reference.shape}")
+            result["psnr_vs_keras"].append(psnr(lite, reference, data_range=1.0))
+            result["max_abs_diff"] = max(result["max_abs_diff"],
+                                         float(np.abs(lite - reference).max()))
+    except (RuntimeError, ValueError) as error:
+        return {"works": False, **result, "error": _first_line(error)}
+    result["works"] = bool(np.isfinite(result["max_abs_diff"])
+                           and min(result["psnr_vs_keras"]) >= AGREES_DB)
+    return {"works": result.pop("works"), **result}
+
+
+def measure_latency(content, sizes, threads=LATENCY_THREADS, runs=5, flops=None):
+    """Median ``invoke()`` time of every (size, threads, XNNPACK on/off), after one warm-up run.
+
+    ``flops``: a function ``(H, W) -> FLOPs`` to add the achieved GFLOP/s.
+    """
+    rows = []
+    for height, width in sizes:
+        work = flops(height, width) if flops else None
+        for count in threads:
+            for xnnpack in (False, True):
+                runner = LiteRT(content, threads=count, xnnpack=xnnpack)
+                runner.prepare(height, width)
+                runner.set_random_input()
+                runner.invoke()
+                times = []
+                for _ in range(max(int(runs), 1)):
+                    start = time.perf_counter()
+                    runner.invoke()
+                    times.append(time.perf_counter() - start)
+                median = float(np.median(times))
+                row = {"input_size": [height, width], "threads": count, "xnnpack": xnnpack,
+                       "median_ms": round(median * 1000, 2), "min_ms": round(min(times) * 1000, 2),
+                       "runs": len(times)}
+                if work:
+                    row["gflops_per_s"] = round(work / median / 1e9, 2)
+                rows.append(row)
+    return rows
+
+
+def fastest_runtime(rows):
+    """The delegate choice that is faster at the largest size measured with the most threads."""
+    largest = max(r["input_size"][0] * r["input_size"][1] for r in rows)
+    threads = max(r["threads"] for r in rows)
+    pair = {r["xnnpack"]: r["median_ms"] for r in rows
+            if r["threads"] == threads and r["input_size"][0] * r["input_size"][1] == largest}
+    xnnpack = pair[True] < pair[False]
+    slower, faster = (pair[False], pair[True]) if xnnpack else (pair[True], pair[False])
+    return {"xnnpack": xnnpack, "threads": threads,
+            "why": f"{'XNNPACK' if xnnpack else 'builtin kernels'} {slower / faster:.2f}x faster "
+                   f"than {'builtin kernels' if xnnpack else 'XNNPACK'} at the largest size "
+                   f"measured, {threads} thread(s)"}
+
+
+def gpu_delegate_check(content):
+    """The GPU-compatibility lines of LiteRT's model analyzer (a static check of the ops)."""
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        tf.lite.experimental.Analyzer.analyze(model_content=content, gpu_compatibility=True)
+    return [line.strip() for line in text.getvalue().splitlines()
+            if "GPU" in line and line.strip()]
+
+
+# --- export --------------------------------------------------------------------------------------
+
+def _task_and_level(info, task, level, ratio):
+    task = task or next((t for t in info.tasks if t in PIPELINE_TASKS), "denoise")
+    if task not in PIPELINE_TASKS:
+        raise ValueError(f"task must be one of {', '.join(PIPELINE_TASKS)}, got {task!r}")
+    if level is None:
+        level = ratio if ratio > 1 else DEFAULT_LEVELS[task]
+    level = check_levels(task, level)[0]
+    if ratio > 1 and (task != "sr" or level != ratio):
+        raise ValueError(f"{info.name} is a x{ratio} sub-pixel SR model: use task 'sr' "
+                         f"with level {ratio}")
+    return task, level
+
+
+def _check_out(out):
+    out = Path(out)
+    if out.suffix != ".tflite":
+        raise ValueError(f"the output file must end in .tflite, got {str(out)!r}")
+    return out
+
+
+def card_path(out):
+    """``<name>.card.yaml`` beside ``<name>.tflite``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".card.yaml")
+
+
+def card_runtime(tflite):
+    """Whether XNNPACK was the faster CPU runtime for ``tflite`` as its card records it (the
+    ``latency.default_runtime`` block this module writes); None if unknown."""
+    path = card_path(tflite)
+    if not path.is_file():
+        return None
+    found = re.search(r"^  default_runtime:\n    xnnpack: (true|false)$", path.read_text(),
+                      re.MULTILINE)
+    return None if found is None else found.group(1) == "true"
+
+
+def _resizable_check(content, model, fixed):
+    """:func:`check_resizable` of the file, or for a fixed-shape export, of a float32 resizable
+    conversion of the same model (does the model work resizable at all?)."""
+    if not fixed:
+        return check_resizable(content, model)
+    try:
+        probe, _ = convert(model, "float32")
+    except ValueError as error:
+        return {"exported": False, "float32_probe": {"works": False, "error": _first_line(error)}}
+    return {"exported": False,
+            "float32_probe": {**check_resizable(probe, model), "file_bytes": len(probe)}}
+
+
+def _rounded(value, digits=6):
+    """``value`` with every float rounded to ``digits`` significant digits (for the card)."""
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
+    if isinstance(value, float) and np.isfinite(value) and value != 0:
+        return round(value, digits - 1 - int(np.floor(np.log10(abs(value)))))
+    return value
+
+
+def export(model, out, *, mode="float32", weights=None, overrides=None, task=None, level=None,
+           input_shape=None, io_dtype="int8", calibration_data=None, calibration_samples=128,
+           val_data=None, val_limit=0, allow_select_ops=False, latency_sizes=LATENCY_SIZES,
+           latency_threads=LATENCY_THREADS, latency_runs=5, gate_clip=GATE_CLIP,
+           xunit_split=None, seed=0):
+    """Exports a zoo model to ``out`` (a .tflite), validates it on LiteRT and writes its card.
+
+    Args:
+        model: registry name, or a built ``keras.Model``.
+        out: the ``.tflite`` path; the card goes to ``<name>.card.yaml`` beside it.
+        mode: ``"float32"``, ``"float16"``, ``"dynamic"`` or ``"int8"``.
+        weights: ``.weights.h5`` (with the builder ``overrides``) or ``.keras``; None keeps the
+            untrained initial weights.
+        task, level: what the model restores (default: its first task, sigma 25 / x3 / q10; a
+            sub-pixel model's scale) and so how validation and calibration degrade images.
+        input_shape: ``(H, W)`` for a fixed input; None: resizable.
+        io_dtype: ``"int8"`` or ``"uint8"``, the input/output type of an int8 model.
+        calibration_data, val_data: folder(s) or ``[(name, image)]``; default: the built-in
+            demo images (training split for calibration, the held-out two for validation).
+        calibration_samples: int8 calibration patches.
+        val_limit: validate on the first N images only (0: all).
+        allow_select_ops: accept ops that need the Flex delegate (the file is then not
+            validated: the Python LiteRT runtime has no Flex delegate).
+        latency_sizes: square input sides to time (a fixed model is timed at its own size);
+            empty to skip.  latency_threads, latency_runs: threads and timed runs per setting.
+        gate_clip: in int8 mode, xUnit gates read ``clip(d, -gate_clip, gate_clip)``
+            (:func:`xunit_options`); None or 0: as trained.
+        xunit_split: xUnit depthwise convs run as sums of ``xunit_split`` x ``xunit_split``
+            ones (:func:`xunit_options`); 0: as trained; None: ``XUNIT_SPLIT[mode]``.
+
+    Returns the card (a dict), also written as YAML.
+    """
+    out = _check_out(out)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    keras_model, info = load_model(model, weights, overrides)
+    keras_model = inference_model(keras_model)
+    channels = keras_model.inputs[0].shape[-1]
+    ratio = _upscale(keras_model, channels)
+    task, level = _task_and_level(info, task, level, ratio)
+    colour = input_mode(info, task)
+    upsampling = "sub-pixel" if ratio > 1 else "interpolated"
+    shape = tuple(int(s) for s in input_shape) if input_shape else None
+    if shape is not None and (len(shape) != 2 or min(shape) < 1):
+        raise ValueError(f"input_shape is (H, W) with positive sides, got {input_shape!r}")
+
+    calibration = None
+    if mode == "int8":
+        calibration = calibration_inputs(
+            calibration_data or demo_images(colour, split="train"), task=task, level=level,
+            mode=colour, upsampling=upsampling, ratio=ratio, input_shape=shape,
+            samples=calibration_samples, seed=seed)
+    notes = []
+    gate_clip = gate_clip if mode == "int8" else None
+    xunit_split = XUNIT_SPLIT.get(mode) if xunit_split is None else xunit_split
+    converted = xunit_options(keras_model, gate_clip=gate_clip, split=xunit_split)
+    applied = _xunit_applied(converted) if converted is not keras_model else {}
+    notes += _xunit_notes(applied)
+    content, graph = convert(converted, mode, input_shape=shape, calibration=calibration,
+                             io_dtype=io_dtype, allow_select_ops=allow_select_ops)
+    if mode == "int8" and graph.float_ops:
+        notes.append(f"float ops remain in the int8 graph: {_counts(graph.float_ops)}")
+
+    numerics, resizable, latency = {"validated": False}, {"works": None}, []
+    if graph.flex_ops:
+        notes.append("not validated: the Python LiteRT runtime cannot run Flex ops")
+    else:
+        if latency_sizes:
+            sizes = [shape] if shape else [(s, s) for s in latency_sizes]
+            latency = measure_latency(content, sizes, latency_threads, latency_runs,
+                                      flops=lambda h, w: model_flops(keras_model, h, w))
+        runtime = fastest_runtime(latency)["xnnpack"] if latency else DEFAULT_XNNPACK
+        pairs = evaluation_pairs(val_data or demo_images(colour, split="val"), task, level,
+                                 mode=colour, upsampling=upsampling, seed=seed)
+        pairs = pairs[: val_limit or None]
+        rows = compare(LiteRT(content, xnnpack=runtime), keras_model,
+                       _crop_pairs(pairs, shape, ratio) if shape else pairs, task, level)
+        numerics = {"validated": True, "xnnpack": runtime, **summarise(rows), "per_image": rows}
+        resizable = _resizable_check(content, keras_model, fixed=shape is not None)
+    lite = LiteRT(content)
+
+    card = {
+        "model": info.name,
+        "paper": info.paper,
+        "task": task,
+        "level": level,
+        "mode": mode,
+        "file": {"name": out.name, "size_bytes": len(content),
+                 "size_mb": round(len(content) / 2**20, 3)},
+        "weights": str(weights) if weights is not None else None,
+        "overrides": dict(overrides or {}),
+        "export_options": applied,
+        "parameters": {c: count_params(keras_model, c) for c in ("paper", "kernels", "keras")},
+        "flops": {"per_input_pixel": model_flops(keras_model, 64, 64) / 64**2,
+                  "counted_at": [64, 64], "rule": "2 x multiply-adds of convolutions and matmuls"},
+        "input": _tensor_spec(lite.input, _meaning(colour, task, level, ratio, "input")),
+        "output": _tensor_spec(lite.output, _meaning(colour, task, level, ratio, "output")),
+        "resizable": _rounded(resizable),
+        "graph": {"builtin_only": graph.builtin_only, "ops": graph.ops,
+                  "flex_ops": graph.flex_ops, "custom_ops": graph.custom_ops},
+        "numerics": _rounded(numerics),
+        "latency": {"unit": "ms after one warm-up run", "results": latency,
+                    "default_runtime": fastest_runtime(latency) if latency else None},
+        "gpu_delegate_check": gpu_delegate_check(content),
+        "notes": notes,
+        "machine": machine(),
+    }
+    if mode == "int8":
+        card["graph"]["float_ops"] = graph.float_ops
+        card["calibration"] = {
+            "samples": len(calibration), "patch": list(calibration[0].shape[1:3]),
+            "data": _describe_data(calibration_data, "built-in demo images (training split)")}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_bytes(content)
+        write_card(card_path(out), card)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return card
+
+
+def _xunit_applied(model):
+    """The export-time xUnit options a converted model carries (see :func:`xunit_options`)."""
+    units = [layer for layer in model.layers if isinstance(layer, XUnit)]
+    applied = {}
+    for option in ("split", "gate_clip"):
+        values = {getattr(unit, option) for unit in units} - {None}
+        if values:
+            applied["xunit_" + option] = values.pop()
+    return applied
+
+
+def _xunit_notes(applied):
+    notes = []
+    if "xunit_split" in applied:
+        s = applied["xunit_split"]
+        notes.append(f"xUnit depthwise convs run as sums of {s}x{s} depthwise convs "
+                     "(exact up to float rounding), for XNNPACK")
+    if "xunit_gate_clip" in applied:
+        b = applied["xunit_gate_clip"]
+        notes.append(f"xUnit gates read clip(d, -{b:g}, {b:g}) in this int8 graph: "
+                     f"exp(-{b * b:g}) = {np.exp(-b * b):.1e} is below the gate's int8 "
+                     "resolution, and d*(-d) gets finer int8 steps")
+    return notes
+
+
+def _meaning(colour, task, level, ratio, which):
+    kind = {"gray": "gray", "Y": "luma (Y of BT.601)", "RGB": "RGB"}[colour]
+    if which == "input":
+        degraded = {"denoise": f"noisy (sigma {level}/255, values may leave [0, 1])",
+                    "sr": (f"low-resolution (x{ratio} smaller)" if ratio > 1
+                           else f"bicubic-upsampled x{level}"),
+                    "jpeg": f"JPEG-compressed (quality {level})"}[task]
+        return f"{degraded} {kind} image, float values in [0, 1] scale, NHWC, batch 1"
+    size = f"{ratio}x the input size" if ratio > 1 else "the input size"
+    return f"restored {kind} image at {size}, [0, 1] scale (clip before display)"
+
+
+def _describe_data(data, default):
+    if data is None:
+        return default
+    if isinstance(data, (str, os.PathLike)):
+        return str(data)
+    return [name if isinstance(name, str) else str(name[0]) for name in data]
+
+
+# --- command line --------------------------------------------------------------------------------
+
+EXPORT_HELP = """Export a zoo model to TFLite (LiteRT), validate it and write its model card.
+
+Examples:
+  zoo export --model xdncnn --weights runs/xdncnn/best.keras --mode int8 --out xdncnn_int8.tflite
+  zoo export --model xsrcnn_f --weights w.weights.h5 --task sr --level 3 --mode float16 \
+      --out xsrcnn_f16.tflite
+  zoo export --model nlrn --weights nlrn.keras --input-shape 256 256 --out nlrn_256.tflite
+
+The card <name>.card.yaml beside the .tflite lists the input/output tensors (scale and zero point),
+the ops, PSNR/SSIM of TFLite and Keras on the validation images, and latency.
+"""
+
+
+def add_export_arguments(p):
+    """The ``zoo export`` / ``export_tflite.py`` arguments."""
+    p.add_argument("--model", required=True, help="registry name (see 'zoo list')")
+    p.add_argument("--weights", help="a shipped tag (zoo list --pretrained), a .weights.h5 or a "
+                                      ".keras file (default: untrained weights)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="builder override for a .weights.h5 file, e.g. --set layers=3")
+    p.add_argument("--task", choices=PIPELINE_TASKS,
+                   help="what the model restores (default: its first task)")
+    p.add_argument("--level", help="sigma, SR scale or JPEG quality (default 25 / 3 / 10)")
+    p.add_argument("--mode", default="float32", choices=MODES,
+                   help="float32, float16 (weights), dynamic (dynamic-range int8 weights) or "
+                        "int8 (full integer, calibrated)")
+    p.add_argument("--io-dtype", default="int8", choices=IO_DTYPES,
+                   help="input/output type of an int8 model")
+    p.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"),
+                   help="fixed input size (default: resizable)")
+    p.add_argument("--out", required=True, help="output .tflite file")
+    p.add_argument("--calibration", nargs="+", metavar="DIR",
+                   help="folder(s) of clean images for int8 calibration (default: built-in)")
+    p.add_argument("--calibration-samples", type=int, default=128)
+    p.add_argument("--val", nargs="+", metavar="DIR",
+                   help="folder(s) of clean validation images (default: built-in held-out two)")
+    p.add_argument("--val-limit", type=int, default=0, help="validate on the first N images only")
+    p.add_argument("--gate-clip", type=float, default=GATE_CLIP, metavar="B",
+                   help="int8: xUnit gates read clip(d, -B, B), for finer int8 steps "
+                        "(0: as trained)")
+    p.add_argument("--xunit-split", type=int, metavar="S",
+                   help="xUnit kxk depthwise convs run as sums of SxS ones, which XNNPACK runs "
+                        "far faster (0: as trained; default: 3, but 0 for int8)")
+    p.add_argument("--allow-select-ops", action="store_true",
+                   help="accept ops that need the Flex (SELECT_TF_OPS) delegate")
+    p.add_argument("--latency-sizes", nargs="*", type=int, default=list(LATENCY_SIZES),
+                   metavar="N", help="square input sides to time (none: skip timing)")
+    p.add_argument("--latency-runs", type=int, default=5, help="timed runs per setting")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def cmd_export(args):
+    """Runs :func:`export` from parsed arguments, prints a summary; returns the exit code."""
+    from zoo.cli import _key_values, _number, markdown_table
+
+    if args.weights is None:
+        print("zoo export: no --weights given: exporting untrained weights", flush=True)
+    card = export(args.model, args.out, mode=args.mode, weights=args.weights,
+                  overrides=_key_values(args.set), task=args.task,
+                  level=None if args.level is None else _number(args.level),
+                  input_shape=args.input_shape, io_dtype=args.io_dtype,
+                  calibration_data=args.calibration, calibration_samples=args.calibration_samples,
+                  val_data=args.val, val_limit=args.val_limit,
+                  allow_select_ops=args.allow_select_ops, latency_sizes=args.latency_sizes,
+                  latency_runs=args.latency_runs, gate_clip=args.gate_clip,
+                  xunit_split=args.xunit_split, seed=args.seed)
+    print(f"wrote {args.out} ({card['file']['size_mb']:.2f} MB, {card['mode']}) and "
+          f"{card_path(args.out)}")
+    numerics = card["numerics"]
+    if numerics.get("images"):
+        rows = [[name, f"{numerics[key]['psnr']:.2f}", f"{numerics[key]['ssim']:.4f}"]
+                for name, key in (("degraded input", "degraded"), ("Keras", "keras"),
+                                  (f"TFLite {card['mode']}", "tflite")) if key in numerics]
+        print(f"\n{card['task']} level {card['level']}, {numerics['images']} validation image(s), "
+              "SPEC §4 protocol:\n")
+        print(markdown_table(["", "PSNR (dB)", "SSIM"], rows))
+        print(f"\nTFLite vs Keras: PSNR {numerics['worst_psnr_tflite_vs_keras']:.2f} dB (worst "
+              f"image), max |diff| {numerics['max_abs_diff_vs_keras']:.2e}; quantization drop "
+              f"{numerics['quantization_drop_db']:.3f} dB")
+    results = card["latency"]["results"]
+    if results:
+        print()
+        print(markdown_table(["input", "threads", "XNNPACK", "median ms", "GFLOP/s"],
+                             [[f"{r['input_size'][0]}x{r['input_size'][1]}", r["threads"],
+                               "on" if r["xnnpack"] else "off", f"{r['median_ms']:.1f}",
+                               r.get("gflops_per_s", "")] for r in results]))
+        print(f"\nfaster here: {card['latency']['default_runtime']['why']}")
+    for note in card["notes"]:
+        print(f"note: {note}")
+    return 0
