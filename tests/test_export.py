@@ -13,8 +13,9 @@ import tensorflow as tf
 import zoo
 import zoo.pretrained
 from zoo.data import demo_images, write_image
-from zoo.layers import XUnit
-from zoo.export import (LiteRT, MODES, card_path, convert, export, load_model, model_flops,
+from zoo.layers import FoldedNormConv, XUnit
+from zoo.export import (LiteRT, MODES, card_path, convert, export, fold_batch_norms, load_model,
+                        model_flops,
                         xunit_options)
 from zoo.train import TrainConfig, train
 
@@ -105,11 +106,12 @@ def _check_modes(cards, tmp_path, name):
     sizes = {mode: card["file"]["size_bytes"] for mode, card in cards.items()}
     assert sizes["float16"] < sizes["float32"] and sizes["int8"] < sizes["float16"]
     if any(isinstance(layer, XUnit) for layer in zoo.build(name, **SMALL[name]).layers):
-        # 9x9 depthwise convs split into 3x3 ones in the float modes, whole in int8
-        assert all(cards[m]["export_options"] == {"xunit_split": 3} for m in MODES[:3])
-        assert int8["export_options"] == {"xunit_gate_clip": 3.0}
+        # 9x9 depthwise convs split into pieces of <= 5x5 in the float modes, whole in int8
+        assert all(cards[m]["export_options"] == {"xunit_split": 5} for m in MODES[:3])
+        assert {k: v for k, v in int8["export_options"].items()
+                if k != "folded_batch_norms"} == {"xunit_gate_clip": 3.0}
     else:
-        assert all(card["export_options"] == {} for card in cards.values())
+        assert all(card["export_options"] == {} for card in cards.values() if card is not int8)
 
 
 @pytest.mark.parametrize("name", XNET_FAMILY_AND_MEMNET)
@@ -138,19 +140,32 @@ def test_resizable_model_runs_at_two_sizes(tmp_path, rng):
 
 def test_xunit_split_is_exact_and_can_be_turned_off(tmp_path, rng):
     model = _randomised(zoo.build("xdncnn", filters=16, blocks=1))  # two 9x9 xUnits
-    split = xunit_options(model, split=3)
     x = rng.random((1, 40, 36, 1), dtype=np.float32)
-    assert np.abs(np.asarray(split(x)) - np.asarray(model(x))).max() <= 1e-5
+    for pieces in (3, 5):
+        split = xunit_options(model, split=pieces)
+        assert np.abs(np.asarray(split(x)) - np.asarray(model(x))).max() <= 1e-5
     memnet = zoo.build("memnet", blocks=1, recursions=1, filters=8)
     assert xunit_options(memnet, split=3, gate_clip=3) is memnet  # no xUnit: nothing to change
     val = _images("gray", "val", 32)
     cards = {s: export(model, tmp_path / f"s{s}.tflite", xunit_split=s, val_data=val,
                        latency_sizes=()) for s in (None, 0)}
-    assert cards[None]["graph"]["ops"]["DEPTHWISE_CONV_2D"] == 2 * 9
+    assert cards[None]["graph"]["ops"]["DEPTHWISE_CONV_2D"] == 2 * 4  # 5x5, 5x4, 4x5, 4x4
     assert cards[0]["graph"]["ops"]["DEPTHWISE_CONV_2D"] == 2
-    assert cards[0]["export_options"] == {} and not any("3x3" in n for n in cards[0]["notes"])
+    assert cards[0]["export_options"] == {} and not any("5x5" in n for n in cards[0]["notes"])
     for card in cards.values():
         assert card["numerics"]["max_abs_diff_vs_keras"] <= 1e-4
+
+
+def test_folding_batch_norms_into_convs_is_exact_at_the_borders(rng):
+    model = _randomised(zoo.build("xdncnn", filters=16, blocks=2))
+    folded = fold_batch_norms(model)
+    assert sum(isinstance(layer, FoldedNormConv) for layer in folded.layers) == 2
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    for height, width in ((40, 36), (7, 5)):
+        x = rng.random((1, height, width, 1), dtype=np.float32)
+        assert np.abs(np.asarray(folded(x)) - np.asarray(model(x))).max() <= 1e-5
+    dncnn = zoo.build("dncnn_s", depth=4, filters=8)  # conv -> BN: the converter fuses those
+    assert fold_batch_norms(dncnn) is dncnn
 
 
 def test_fixed_shape_model_takes_its_own_size_only(tmp_path):

@@ -49,7 +49,7 @@ from zoo import registry
 from zoo.data.demo import demo_images
 from zoo.data.pipeline import check_levels, evaluation_pairs, training_dataset
 from zoo.export_card import machine, write_card
-from zoo.layers import XUnit
+from zoo.layers import FoldedNormConv, XUnit
 from zoo.metrics import protocol_metrics, psnr
 from zoo.params import count_params
 from zoo.train import input_mode
@@ -66,16 +66,17 @@ LATENCY_SIZES = (256, 512)
 LATENCY_THREADS = (1, 2)
 RESIZE_PROBE = ((37, 50), (64, 45))  # two odd input sizes a resizable model must run at
 AGREES_DB = 30.0             # a resized run "works" if it agrees with Keras to this PSNR
-# The CPU runtime of a file without a card: XNNPACK, LiteRT's own default. It runs 9x9 depthwise
-# convs far slower than LiteRT's builtin kernels on x86, so xUnit nets are exported with split
-# 3x3 ones (XUNIT_SPLIT), after which XNNPACK is the faster; int8 xUnit graphs keep 9x9 ones and
-# run faster on the builtin kernels.  Every export times both (benchmarks/results/
-# tflite_latency.md) and its card names the faster, which LiteRT(path) then uses.
+# The CPU runtime of a file without a card: XNNPACK, LiteRT's own default.  XNNPACK runs depthwise
+# kernels of more than 25 taps ~50x slower than 5x5 ones (512x512x64 float32: 9x9 655 ms, 5x5 12 ms;
+# LiteRT's builtin kernels: 99 ms), so the float modes split xUnit 9x9 depthwise convs into pieces of
+# at most 5x5 (XUNIT_SPLIT, exact), after which XNNPACK is the faster.  int8 keeps them whole: the
+# int8 partial sums of the pieces cost a trained xDnCNN 0.46 dB more (0.70 vs 0.24 dB on Set12),
+# though the split graph runs 2.8x faster (1.06 vs 2.94 s at 512x512, 2 threads); pass
+# xunit_split=5 for that.  Every export times both runtimes and its card names the faster, which
+# LiteRT(path) then uses (benchmarks/results/tflite_latency.md).
 DEFAULT_XNNPACK = True
 GATE_CLIP = 3.0              # |d| bound of the xUnit gate in int8 graphs (see xunit_options)
-# xUnit depthwise convs as sums of 3x3 ones (see xunit_options) in the float modes, where it is
-# exact; int8 keeps them whole: quantizing nine partial sums cost a trained xNet 0.2 dB.
-XUNIT_SPLIT = {"float32": 3, "float16": 3, "dynamic": 3, "int8": 0}
+XUNIT_SPLIT = {"float32": 5, "float16": 5, "dynamic": 5, "int8": 0}
 
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -204,8 +205,9 @@ def xunit_options(model, gate_clip=None, split=None):
     """A copy of a functional ``model`` whose xUnits use the export-time options of
     :class:`zoo.layers.XUnit` (same weights), or ``model`` itself if nothing changes.
 
-    ``split``: each k x k depthwise conv runs as (k/split)^2 depthwise convs of split x split,
-    summed (exact up to float rounding; XNNPACK runs 3x3 depthwise convs far faster than 9x9).
+    ``split``: each k x k depthwise conv runs as a sum of depthwise convs of at most
+    split x split taps (exact up to float rounding; XNNPACK runs kernels of up to 25 taps far
+    faster than 9x9).
     ``gate_clip``: Gaussian gates read ``clip(d, -gate_clip, gate_clip)``, which gives int8
     graphs ten times finer steps for ``d * -d`` at the default 3.
     """
@@ -214,7 +216,7 @@ def xunit_options(model, gate_clip=None, split=None):
         if not isinstance(layer, XUnit):
             continue
         change = {}
-        if split and layer.kernel_size % split == 0 and layer.kernel_size > split:
+        if split and layer.kernel_size > split:
             change["split"] = int(split)
         if gate_clip and layer.gate == "gaussian":
             change["gate_clip"] = float(gate_clip)
@@ -228,6 +230,47 @@ def xunit_options(model, gate_clip=None, split=None):
 
     copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())
+    return copy
+
+
+def fold_batch_norms(model):
+    """A copy of a functional ``model`` in which every inference batch norm whose only consumer
+    is a stride-1 'same' ``Conv2D`` is folded into it (:class:`zoo.layers.FoldedNormConv`,
+    exact at the borders too), or ``model`` itself if there is none.
+
+    Used for int8 exports: there the converter quantizes the tensor in front of a batch norm's
+    per-channel multiply on the multiply's output scale (a trained xDnCNN lost 3.2 dB to it;
+    folded, 0.24 dB).  Float graphs keep the batch norm: its multiply-add (8 ms at 512x512x64)
+    is cheaper than the border term's conv and add (16 ms).
+    """
+    consumers = collections.defaultdict(list)
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            for tensor in node.input_tensors:
+                consumers[id(tensor._keras_history.operation)].append(layer)
+    pairs = {}
+    for layer in model.layers:
+        users = consumers[id(layer)]
+        if (isinstance(layer, keras.layers.BatchNormalization) and len(users) == 1
+                and type(users[0]) is keras.layers.Conv2D and users[0].strides == (1, 1)
+                and users[0].padding == "same" and users[0].dilation_rate == (1, 1)
+                and users[0].groups == 1 and users[0].activation is keras.activations.linear):
+            pairs[id(users[0])] = layer
+    if not pairs:
+        return model
+    folded = {id(norm) for norm in pairs.values()}
+
+    def clone(layer):
+        if id(layer) in folded:
+            return keras.layers.Lambda(lambda h: h, name=layer.name)  # BN's call takes a mask
+        if id(layer) in pairs:
+            return FoldedNormConv.from_layers(pairs[id(layer)], layer)
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for source, target in zip(model.layers, copy.layers):
+        if id(source) not in folded and id(source) not in pairs:
+            target.set_weights(source.get_weights())
     return copy
 
 
@@ -679,8 +722,9 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
             empty to skip.  latency_threads, latency_runs: threads and timed runs per setting.
         gate_clip: in int8 mode, xUnit gates read ``clip(d, -gate_clip, gate_clip)``
             (:func:`xunit_options`); None or 0: as trained.
-        xunit_split: xUnit depthwise convs run as sums of ``xunit_split`` x ``xunit_split``
-            ones (:func:`xunit_options`); 0: as trained; None: ``XUNIT_SPLIT[mode]``.
+        xunit_split: xUnit depthwise convs run as sums of pieces of at most ``xunit_split`` x
+            ``xunit_split`` taps (:func:`xunit_options`); 0: whole; None: ``XUNIT_SPLIT[mode]``.
+            int8 exports also fold batch norms that precede convs (:func:`fold_batch_norms`).
 
     Returns the card (a dict), also written as YAML.
     """
@@ -710,6 +754,13 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
     converted = xunit_options(keras_model, gate_clip=gate_clip, split=xunit_split)
     applied = _xunit_applied(converted) if converted is not keras_model else {}
     notes += _xunit_notes(applied)
+    folded = fold_batch_norms(converted) if mode == "int8" else converted
+    if folded is not converted:
+        count = sum(isinstance(layer, FoldedNormConv) for layer in folded.layers)
+        applied["folded_batch_norms"] = count
+        notes.append(f"{count} batch norm(s) before convs folded into them (exact, borders "
+                     "included)")
+        converted = folded
     content, graph = convert(converted, mode, input_shape=shape, calibration=calibration,
                              io_dtype=io_dtype, allow_select_ops=allow_select_ops)
     if mode == "int8" and graph.float_ops:
@@ -791,8 +842,8 @@ def _xunit_notes(applied):
     notes = []
     if "xunit_split" in applied:
         s = applied["xunit_split"]
-        notes.append(f"xUnit depthwise convs run as sums of {s}x{s} depthwise convs "
-                     "(exact up to float rounding), for XNNPACK")
+        notes.append(f"xUnit depthwise convs run as sums of depthwise convs of at most {s}x{s} "
+                     "taps (exact up to float rounding), for XNNPACK")
     if "xunit_gate_clip" in applied:
         b = applied["xunit_gate_clip"]
         notes.append(f"xUnit gates read clip(d, -{b:g}, {b:g}) in this int8 graph: "
@@ -864,8 +915,9 @@ def add_export_arguments(p):
                    help="int8: xUnit gates read clip(d, -B, B), for finer int8 steps "
                         "(0: as trained)")
     p.add_argument("--xunit-split", type=int, metavar="S",
-                   help="xUnit kxk depthwise convs run as sums of SxS ones, which XNNPACK runs "
-                        "far faster (0: as trained; default: 3, but 0 for int8)")
+                   help="xUnit kxk depthwise convs run as sums of pieces of at most SxS taps, "
+                        "which XNNPACK runs far faster (0: whole; default: 5, but 0 for int8, "
+                        "where 5 runs 2.8x faster and costs ~0.5 dB more)")
     p.add_argument("--allow-select-ops", action="store_true",
                    help="accept ops that need the Flex (SELECT_TF_OPS) delegate")
     p.add_argument("--latency-sizes", nargs="*", type=int, default=list(LATENCY_SIZES),
