@@ -13,20 +13,23 @@ def machine():
     import keras
     import tensorflow as tf
 
+    from zoo.export_card import cpu_name
+
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "processor": _cpu_name(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "processor": cpu_name(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "backend": keras.backend.backend(),
             "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
 
 
-def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+def timed(call, runs):
+    """Median and fastest seconds of ``runs`` calls after one warm-up call."""
+    call()
+    times = []
+    for _ in range(max(int(runs), 1)):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return float(sorted(times)[len(times) // 2]), min(times)
 
 
 def rate(step, items_per_call, warmup=2, seconds=10.0, min_calls=3):

@@ -4,8 +4,8 @@
 
 For each model (full size, random weights with random BN statistics, so every layer survives
 conversion as in a trained model): Keras ``predict`` on 2 threads, and each TFLite mode as the
-export writes it by default (9x9 xUnit depthwise convs split into 3x3 ones in the float modes,
-whole in int8) at every size, 1 and 2 threads, XNNPACK on and off; at the largest size on 2
+export writes it by default (9x9 xUnit depthwise convs split into pieces of at most 5x5 in the
+float modes, whole in int8, where batch norms before convs are folded) at every size, 1 and 2 threads, XNNPACK on and off; at the largest size on 2
 threads also the other choice (whole / split).  Median of ``--runs`` runs after one warm-up.
 GFLOP/s use the FLOPs counted by ``zoo.export.model_flops`` (2 x multiply-adds of the
 convolutions) and stand beside the machine's 2048x2048 float32 matrix-multiply rate on 2 threads.
@@ -15,7 +15,6 @@ Writes ``benchmarks/results/tflite_latency.{json,md}``.
 import argparse
 import os
 import sys
-import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -29,10 +28,10 @@ tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import zoo
-from common import machine, write
+from common import machine, timed, write
 from zoo.data import demo_images
 from zoo.export import (GATE_CLIP, MODES, XUNIT_SPLIT, calibration_inputs, convert,
-                        measure_latency, model_flops, xunit_options)
+                        fold_batch_norms, measure_latency, model_flops, xunit_options)
 
 # (registry name, task, level, colour of the input)
 MODELS = [("xdncnn", "denoise", 25, "gray"), ("xsrcnn_f", "sr", 3, "Y")]
@@ -47,13 +46,7 @@ def matmul_peak(size=2048, runs=10):
     rates = {}
     for name, multiply in (("numpy", lambda: a @ a),
                            ("tensorflow", lambda: tf.linalg.matmul(t, t).numpy())):
-        multiply()
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            multiply()
-            times.append(time.perf_counter() - start)
-        rates[name] = flops / min(times) / 1e9
+        rates[name] = flops / timed(multiply, runs)[1] / 1e9
     return rates
 
 
@@ -71,13 +64,8 @@ def randomised(model, seed=0):
 
 def keras_latency(model, size, runs):
     x = np.random.default_rng(0).random((1, size, size, model.inputs[0].shape[-1]), np.float32)
-    model.predict(x, verbose=0)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.predict(x, verbose=0)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1000, min(times) * 1000
+    median, fastest = timed(lambda: model.predict(x, verbose=0), runs)
+    return median * 1000, fastest * 1000
 
 
 def main():
@@ -105,9 +93,10 @@ def main():
                                          level=level, mode=colour, samples=64)
         for mode in MODES:
             default = XUNIT_SPLIT[mode]
-            for split in (default, 3 - default):  # the default export first, then the other
+            for split in (default, 0 if default else 5):  # the default export, then the other
                 source = xunit_options(model, split=split,
                                        gate_clip=GATE_CLIP if mode == "int8" else None)
+                source = fold_batch_norms(source) if mode == "int8" else source
                 content, _ = convert(source, mode, calibration=calibration)
                 top = max(args.sizes)
                 sizes, threads = (args.sizes, THREADS) if split == default else ([top], (2,))
@@ -141,14 +130,14 @@ def markdown(results, peak, peak_best, info, size):
              f"TensorFlow {info['tensorflow']}, ai-edge-litert {info['ai_edge_litert']}, "
              f"`benchmarks/tflite_latency.py`: median of {info['runs']} runs after one warm-up; "
              f"load average before/after {info['load_average_before_after'][0][0]:.1f}/"
-             f"{info['load_average_before_after'][1][0]:.1f} (the machine was shared). "
+             f"{info['load_average_before_after'][1][0]:.1f}. "
              f"Matrix-multiply peak (2048² float32, 2 threads): numpy {peak['numpy']:.0f}, "
              f"TensorFlow {peak['tensorflow']:.0f} GFLOP/s.", "",
              f"**{size}×{size}, 2 threads**, ms (GFLOP/s: 2 × the convolutions' multiply-adds "
-             "per second; % of the matmul peak). 9×9 = xUnit depthwise convs whole, 3×3 = split "
-             "into 3×3 ones; * = the export's default:", "",
-             "| model | runtime | file 9×9 / 3×3 | 9×9 builtin | 9×9 XNNPACK | 3×3 builtin | "
-             "3×3 XNNPACK | best GFLOP/s | % of peak |",
+             "per second; % of the matmul peak). 9×9 = xUnit depthwise convs whole, ≤5×5 = split "
+             "into pieces of at most 5×5 taps; * = the export's default:", "",
+             "| model | runtime | file 9×9 / ≤5×5 | 9×9 builtin | 9×9 XNNPACK | ≤5×5 builtin | "
+             "≤5×5 XNNPACK | best GFLOP/s | % of peak |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, *_ in MODELS:
         keras_row = pick(model=name, mode="keras", input_size=size)[0]
@@ -158,7 +147,7 @@ def markdown(results, peak, peak_best, info, size):
         for mode in MODES:
             rows = pick(model=name, mode=mode, input_size=size, threads=2)
             cells, files = [], []
-            for split in (None, 3):
+            for split in (None, 5):
                 chosen = [r for r in rows if r["xunit_split"] == split]
                 files.append(f"{chosen[0]['file_bytes'] / 1024:,.0f}" if chosen else "—")
                 for xnnpack in (False, True):

@@ -52,6 +52,7 @@ from zoo.export_card import machine, write_card
 from zoo.layers import FoldedNormConv, XUnit
 from zoo.metrics import protocol_metrics, psnr
 from zoo.params import count_params
+from zoo.pretrained import load_weights
 from zoo.train import input_mode
 
 __all__ = ["MODES", "export", "load_model", "convert", "inspect_graph", "GraphReport", "LiteRT",
@@ -147,37 +148,7 @@ def _load_weights(model, weights, name, overrides):
     if not path.name.endswith(".h5"):
         raise ValueError(f"weights for {name!r} must be a .weights.h5 file here (a .keras file "
                          f"goes with a registry name), got {path}")
-    described = f"model {name!r}" + (f" with overrides {overrides}" if overrides else "")
-    hint = ("Build the model with the overrides it was trained with (--set), or export its "
-            ".keras file.")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model.load_weights(path)
-    except OSError as error:
-        raise ValueError(f"cannot read weights file {path}: not a valid HDF5 .weights.h5 file "
-                         f"({_first_line(error)})") from error
-    except ValueError as error:
-        raise ValueError(f"weights file {path} does not fit {described}: {_mismatch(error)}. "
-                         f"{hint}") from error
-    skipped = [w for w in caught if "Skipping" in str(w.message)]  # Keras only warns of these
-    if skipped:
-        raise ValueError(f"weights file {path} fits {described} only in part "
-                         f"({_first_line(skipped[0].message)}). {hint}")
-
-
-def _mismatch(error):
-    """Keras' long load error in a few words: how many layers failed, and one shape pair."""
-    text = str(error)
-    count = re.search(r"A total of (\d+) objects", text)
-    layer = re.search(r"for object <\w+ name=([^,>]+)", text)
-    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
-    if not (count and layer):
-        return _first_line(error)
-    summary = f"{count.group(1)} layer(s) could not be loaded, e.g. {layer.group(1)}"
-    if shapes:
-        summary += f" (model {shapes.group(1)}, file {shapes.group(2)})"
-    return summary
+    load_weights(model, path, name, overrides)
 
 
 def _first_line(error):

@@ -100,14 +100,14 @@ def machine():
     import keras
     import tensorflow as tf
 
-    return {"processor": _cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+    return {"processor": cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "ai_edge_litert": getattr(ai_edge_litert, "__version__",
                                       _dist_version("ai-edge-litert"))}
 
 
-def _cpu_name():
+def cpu_name():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -11,6 +11,7 @@ need, and their PSNR/SSIM per test set under SPEC §4.
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -51,20 +52,41 @@ def resolve(model, weights):
     return weights_file(model, weights), dict(entry.get("overrides", {}))
 
 
-def load_weights(model, path, name):
-    """``model.load_weights(path)``, refusing files that fit only in part (Keras just warns)."""
+def load_weights(model, path, name, overrides=None):
+    """``model.load_weights(path)`` with one-line errors: an unreadable file, a file that does not
+    fit (how many layers, one shape pair), or one that fits only in part (Keras just warns)."""
+    described = f"model {name!r}" + (f" with overrides {overrides}" if overrides else "")
+    hint = ("Build the model with the overrides it was trained with (--set), or use its "
+            ".keras file.")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             model.load_weights(path)
+    except OSError as error:
+        raise ValueError(f"cannot read weights file {os.fspath(path)}: not a valid HDF5 "
+                         f".weights.h5 file ({describe_error(error)})") from None
     except Exception as error:
-        raise ValueError(f"weights {os.fspath(path)!r} do not fit model {name!r} "
-                         f"({describe_error(error)})") from None
+        raise ValueError(f"weights file {os.fspath(path)} does not fit {described}: "
+                         f"{_mismatch(error)}. {hint}") from None
     skipped = [w for w in caught if "Skipping" in str(w.message) or "fresh" in str(w.message)]
     if skipped:
-        raise ValueError(f"weights {os.fspath(path)!r} do not fit model {name!r} "
-                         f"(some layers found no weights: {describe_error(skipped[0].message)})")
+        raise ValueError(f"weights file {os.fspath(path)} fits {described} only in part "
+                         f"({describe_error(skipped[0].message)}). {hint}")
     return model
+
+
+def _mismatch(error):
+    """Keras' long load error in a few words: how many layers failed, and one shape pair."""
+    text = str(error)
+    count = re.search(r"A total of (\d+) objects", text)
+    layer = re.search(r"for object <\w+ name=([^,>]+)", text)
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+    if not (count and layer):
+        return describe_error(error)
+    summary = f"{count.group(1)} layer(s) could not be loaded, e.g. {layer.group(1)}"
+    if shapes:
+        summary += f" (model {shapes.group(1)}, file {shapes.group(2)})"
+    return summary
 
 
 def describe_error(error):
