@@ -106,10 +106,10 @@ def _check_modes(cards, tmp_path, name):
     sizes = {mode: card["file"]["size_bytes"] for mode, card in cards.items()}
     assert sizes["float16"] < sizes["float32"] and sizes["int8"] < sizes["float16"]
     if any(isinstance(layer, XUnit) for layer in zoo.build(name, **SMALL[name]).layers):
-        # 9x9 depthwise convs split into pieces of <= 5x5 in the float modes, whole in int8
+        # 9x9 depthwise convs split into pieces of <= 5x5 taps; int8 gates clipped
         assert all(cards[m]["export_options"] == {"xunit_split": 5} for m in MODES[:3])
         assert {k: v for k, v in int8["export_options"].items()
-                if k != "folded_batch_norms"} == {"xunit_gate_clip": 3.0}
+                if k != "folded_batch_norms"} == {"xunit_split": 5, "xunit_gate_clip": 3.0}
     else:
         assert all(card["export_options"] == {} for card in cards.values() if card is not int8)
 

@@ -244,7 +244,7 @@ def test_gate_unit_inference_by_parts_equals_the_concatenation(rng):
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel_size,split", [(9, 3), (9, 5), (9, 2), (9, 1), (5, 5), (7, 4)])
+@pytest.mark.parametrize("kernel_size,split", [(9, 3), (9, 5), (9, 6), (9, 8), (9, 2), (9, 1), (5, 5), (7, 4), (5, 3)])
 def test_split_depthwise_is_exact(rng, kernel_size, split):
     plain, fast = XUnit(kernel_size), XUnit(kernel_size, split=split)
     z = rng.normal(size=(2, 13, 10, 4)).astype("float32")
@@ -256,6 +256,9 @@ def test_split_depthwise_is_exact(rng, kernel_size, split):
             w.assign(np.abs(w.numpy()) + 0.5)
     fast.set_weights(plain.get_weights())
     np.testing.assert_allclose(np.asarray(fast(z)), np.asarray(plain(z)), rtol=1e-5, atol=1e-6)
+    # training: the batch norm after the pieces' sum sees the batch statistics, as in the plain unit
+    np.testing.assert_allclose(np.asarray(fast(z, training=True)),
+                               np.asarray(plain(z, training=True)), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="split must be a positive"):
         XUnit(9, split=0)
 

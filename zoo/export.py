@@ -69,15 +69,15 @@ RESIZE_PROBE = ((37, 50), (64, 45))  # two odd input sizes a resizable model mus
 AGREES_DB = 30.0             # a resized run "works" if it agrees with Keras to this PSNR
 # The CPU runtime of a file without a card: XNNPACK, LiteRT's own default.  XNNPACK runs depthwise
 # kernels of more than 25 taps ~50x slower than 5x5 ones (512x512x64 float32: 9x9 655 ms, 5x5 12 ms;
-# LiteRT's builtin kernels: 99 ms), so the float modes split xUnit 9x9 depthwise convs into pieces of
-# at most 5x5 (XUNIT_SPLIT, exact), after which XNNPACK is the faster.  int8 keeps them whole: the
-# int8 partial sums of the pieces cost a trained xDnCNN 0.46 dB more (0.70 vs 0.24 dB on Set12),
-# though the split graph runs 2.8x faster (1.06 vs 2.94 s at 512x512, 2 threads); pass
-# xunit_split=5 for that.  Every export times both runtimes and its card names the faster, which
-# LiteRT(path) then uses (benchmarks/results/tflite_latency.md).
+# LiteRT's builtin kernels: 99 ms), so every mode splits xUnit 9x9 depthwise convs into four pieces
+# of at most 5x5 (XUNIT_SPLIT, exact in float), after which XNNPACK is the faster runtime.  In int8
+# the pieces' int8 partial sums cost a trained xDnCNN 0.2 dB more than the whole 9x9 (0.44 vs
+# 0.24 dB on Set12), but the whole 9x9 runs ~4x slower (builtin kernels; far slower on XNNPACK):
+# xunit_split=0 exports that one.  Every export times both runtimes and its card names the faster,
+# which LiteRT(path) then uses (benchmarks/results/speed.md).
 DEFAULT_XNNPACK = True
 GATE_CLIP = 3.0              # |d| bound of the xUnit gate in int8 graphs (see xunit_options)
-XUNIT_SPLIT = {"float32": 5, "float16": 5, "dynamic": 5, "int8": 0}
+XUNIT_SPLIT = {"float32": 5, "float16": 5, "dynamic": 5, "int8": 5}
 
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -887,8 +887,8 @@ def add_export_arguments(p):
                         "(0: as trained)")
     p.add_argument("--xunit-split", type=int, metavar="S",
                    help="xUnit kxk depthwise convs run as sums of pieces of at most SxS taps, "
-                        "which XNNPACK runs far faster (0: whole; default: 5, but 0 for int8, "
-                        "where 5 runs 2.8x faster and costs ~0.5 dB more)")
+                        "which XNNPACK runs far faster (default 5; 0: whole, which in int8 "
+                        "costs ~0.2 dB less and runs ~4x slower)")
     p.add_argument("--allow-select-ops", action="store_true",
                    help="accept ops that need the Flex (SELECT_TF_OPS) delegate")
     p.add_argument("--latency-sizes", nargs="*", type=int, default=list(LATENCY_SIZES),

@@ -92,8 +92,14 @@ class XUnit(keras.layers.Layer):
             d = self.norm_in(d, training=training)
         if self.relu:
             d = ops.relu(d)
-        d = self.depthwise(d) if self.split is None else self._split_depthwise(d)
-        if self.norm_out is not None:
+        if self.split is None:
+            d = self.depthwise(d)
+        else:
+            kernel, bias = self.depthwise.kernel, self.depthwise.bias
+            if self.norm_out is not None and not training:
+                kernel, bias = self._fold_norm_out(kernel, bias)
+            d = self._split_depthwise(d, kernel, bias)
+        if self.norm_out is not None and (self.split is None or training):
             d = self.norm_out(d, training=training)
         if self.gate_clip is not None:
             d = ops.clip(d, -self.gate_clip, self.gate_clip)
@@ -103,23 +109,53 @@ class XUnit(keras.layers.Layer):
             d = ops.exp(ops.multiply(d, ops.multiply(d, -1.0)))
         return ops.multiply(z, d)
 
-    def _split_depthwise(self, x):
-        """The k x k 'same' depthwise conv as a sum of 'valid' ones of at most split x split
-        taps, each on the view of the padded input that its piece of the kernel reads."""
-        k = self.kernel_size
+    def _fold_norm_out(self, kernel, bias):
+        """Kernel and bias of BN(DW(x)) at inference (BN is affine per channel): the split
+        pieces then carry it, so no multiply-add follows their sum."""
+        norm = self.norm_out
+        scale = ops.rsqrt(norm.moving_variance + norm.epsilon)
+        if norm.scale:
+            scale = scale * norm.gamma
+        shift = -norm.moving_mean * scale
+        if norm.center:
+            shift = shift + norm.beta
+        return kernel * ops.reshape(scale, (1, 1, -1, 1)), bias * scale + shift
+
+    def _split_depthwise(self, x, kernel, bias):
+        """The k x k 'same' depthwise conv as a sum of 'valid' ones of at most split x split taps.
+
+        With ``2 split >= k`` there are two pieces per axis, rows ``[0, s)`` and ``[k - s, k)``
+        (the second with its rows already in the first zeroed), and each reads the input padded
+        on its own sides: no slices, and XNNPACK fuses each zero pad into its conv.  Otherwise
+        the input is padded once and every piece reads a sliced view of it.
+        """
+        k, s = self.kernel_size, self.split
         pad = (k - 1) // 2
+        out = None
+        if 2 * s >= k:
+            overlap = 2 * s - k
+            # (first kernel row/column of the piece's window, leading zero pad of the input)
+            halves = ((slice(0, s), 0, pad), (slice(s, k), overlap, pad - (k - s)))
+            for rows, zero_rows, top in halves:
+                for cols, zero_cols, left in halves:
+                    piece = ops.pad(kernel[rows, cols],
+                                    ((zero_rows, 0), (zero_cols, 0), (0, 0), (0, 0)))
+                    view = ops.pad(x, ((0, 0), (top, s - 1 - top), (left, s - 1 - left), (0, 0)))
+                    term = ops.depthwise_conv(view, piece, padding="valid")
+                    # the bias rides on the first piece, where the converter fuses it
+                    out = term + bias if out is None else out + term
+            return out
         x = ops.pad(x, ((0, 0), (pad, k - 1 - pad), (pad, k - 1 - pad), (0, 0)))
-        pieces = [(start, min(self.split, k - start)) for start in range(0, k, self.split)]
-        kernel, out = self.depthwise.kernel, None
-        for i, height in pieces:
-            for j, width in pieces:
+        starts = [(start, min(s, k - start)) for start in range(0, k, s)]
+        for i, height in starts:
+            for j, width in starts:
                 # a piece at row i of height h reads padded rows i .. i + H + h - 2
                 end_i, end_j = (i + height - k) or None, (j + width - k) or None
                 view = x[:, i:end_i, j:end_j, :]
                 term = ops.depthwise_conv(view, kernel[i:i + height, j:j + width],
                                           padding="valid")
-                out = term if out is None else out + term
-        return out + self.depthwise.bias
+                out = term + bias if out is None else out + term
+        return out
 
     def compute_output_shape(self, input_shape):
         return input_shape
