@@ -170,17 +170,17 @@ def test_bad_inputs_are_one_line_errors(folder, make, message):
 
 def test_weights_of_another_model_name_both(tmp_path):
     zoo.build("xnet", layers=1, filters=4).save_weights(tmp_path / "xnet.weights.h5")
-    with pytest.raises(ValueError, match=r"xnet\.weights\.h5.*do not fit model 'xdncnn'"):
+    with pytest.raises(ValueError, match=r"xnet\.weights\.h5 does not fit model 'xdncnn'"):
         load_model("xdncnn", tmp_path / "xnet.weights.h5")
     zoo.build("xdncnn_rgb").save(tmp_path / "rgb.keras")
     with pytest.raises(ValueError, match=r"rgb\.keras' holds a 'xdncnn_rgb' model, not 'xdncnn'"):
         load_model("xdncnn", tmp_path / "rgb.keras")
     (tmp_path / "corrupt.weights.h5").write_bytes(b"not hdf5")
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(ValueError, match=r"corrupt\.weights\.h5: not a valid HDF5"):
         load_model("xnet", tmp_path / "corrupt.weights.h5", layers=1, filters=4)
 
 
 def test_wrong_channel_count_weights(tmp_path):
     zoo.build("xdncnn_rgb").save_weights(tmp_path / "rgb.weights.h5")
-    with pytest.raises(ValueError, match="do not fit model 'xdncnn'"):
+    with pytest.raises(ValueError, match=r"does not fit model 'xdncnn': .*\(model \(3, 3, 1, 64\), file"):
         load_model("xdncnn", tmp_path / "rgb.weights.h5")
