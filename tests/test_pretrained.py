@@ -95,7 +95,7 @@ def test_cli_lists_pretrained(capsys):
 
 
 # The int8 .tflite shipped beside each weights file, validated on this set when exported.
-INT8_SETS = {"xdncnn": "Set12", "xsrcnn_f": "Set5"}
+INT8_SETS = {"xdncnn": "Set12", "xsrcnn_f": "Set5", "srcnn": "Set5"}
 
 
 @pytest.mark.parametrize("card", CARDS, ids=[f"{c['model']}-{c['tag']}" for c in CARDS])

@@ -87,14 +87,16 @@ def test_killed_run_resumes_from_its_step(folder, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     with np.load(state) as s:
-        saved = int(s["step"])
-    assert 100 <= saved < 3000
+        saved, seconds_killed = int(s["step"]), float(s["seconds"])
+    assert 100 <= saved < 3000 and seconds_killed > 0
 
     resumed = _cli(args)
     stdout, stderr = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, stderr[-2000:]
     run = json.loads((out / "run.json").read_text())
     assert run["resumed_from_step"] >= saved
+    # the wall time counts the killed run's seconds too (up to its last backup)
+    assert run["wall_seconds"] > seconds_killed
     assert run["steps"] == 3000
     # The resumed run did the remaining steps, not all of them: first epoch is partial.
     first_epoch_steps = 1000 - run["resumed_from_step"] % 1000

@@ -6,7 +6,7 @@ Its output folder holds:
 - ``run.json``: the configuration, library versions and final metrics
   (``val_psnr``, ``val_ssim``, ``input_psnr``, ``input_ssim``, ``loss``);
 - ``best.keras`` (highest validation PSNR) and ``last.keras``;
-- ``backup/state.npz``: weights, optimiser state and step, every few steps,
+- ``backup/state.npz``: weights, optimiser state, step and seconds so far, every few steps,
   from which an interrupted run resumes at the step where it stopped;
 - ``logs/``: TensorBoard (loss, learning rate, validation PSNR/SSIM under the
   SPEC §4 protocol on whole images, and degraded | restored | clean images).
@@ -124,12 +124,19 @@ def atomic_save_model(model, path):
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
-    """Saves weights, optimiser variables and the global step to ``state.npz`` every ``every`` steps."""
+    """Saves weights, optimiser variables, the global step and the training seconds so far
+    (earlier, interrupted runs included) to ``state.npz`` every ``every`` steps."""
 
-    def __init__(self, folder, every):
+    def __init__(self, folder, every, seconds_before=0.0):
         super().__init__()
         self.path = Path(folder) / "state.npz"
         self.every = max(int(every), 1)
+        self.seconds_before = float(seconds_before)
+        self.started = time.time()
+
+    def seconds(self):
+        """Training seconds of this run and of the runs it resumes."""
+        return self.seconds_before + time.time() - self.started
 
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.model)
@@ -144,7 +151,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         arrays.update({f"o{i}": keras.ops.convert_to_numpy(v)
                        for i, v in enumerate(self.model.optimizer.variables)})
         tmp = self.path.with_name(".state.tmp.npz")
-        np.savez(tmp, step=step, **arrays)
+        np.savez(tmp, step=step, seconds=self.seconds(), **arrays)
         os.replace(tmp, self.path)
 
     @staticmethod
@@ -162,6 +169,15 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             for i, variable in enumerate(optimizer.variables):
                 variable.assign(state[f"o{i}"])
             return int(state["step"])
+
+    @staticmethod
+    def seconds_saved(folder):
+        """Training seconds recorded in ``state.npz`` (0 if none, or a backup from before)."""
+        path = Path(folder) / "state.npz"
+        if not path.exists():
+            return 0.0
+        with np.load(path) as state:
+            return float(state["seconds"]) if "seconds" in state.files else 0.0
 
 
 class Validation(keras.callbacks.Callback):
@@ -317,6 +333,8 @@ def train(config=None, **kwargs):
                       loss_weights=loss_weights,
                       metrics={"y": [PSNRMetric()]} if multi else [PSNRMetric()])
     start_step = ResumableCheckpoint.restore(model, out / "backup")
+    backup = ResumableCheckpoint(out / "backup", 1,  # every: set below, from the recipe
+                                 ResumableCheckpoint.seconds_saved(out / "backup"))
 
     # Data: patches for training, whole images for validation.
     train_data = config.train or demo_images(mode, split="train")
@@ -342,11 +360,11 @@ def train(config=None, **kwargs):
 
     validation = Validation(pairs, config.task, out / "logs" / "validation_images",
                             config.tensorboard_images)
-    every = config.checkpoint_every or max(recipe.steps_per_epoch // 4, 1)
+    backup.every = config.checkpoint_every or max(recipe.steps_per_epoch // 4, 1)
     callbacks = [
         validation,
         BestAndLast(out),
-        ResumableCheckpoint(out / "backup", every),
+        backup,
     ]
     if on_tensorflow():
         callbacks.append(keras.callbacks.TensorBoard(out / "logs", update_freq="epoch"))
@@ -360,7 +378,6 @@ def train(config=None, **kwargs):
 
     epochs = -(-recipe.steps // recipe.steps_per_epoch)
     verbose = 1 if sys.stdout.isatty() else 2
-    started = time.time()
     history = {}
     first_epoch, done_in_epoch = divmod(start_step, recipe.steps_per_epoch)
     if start_step >= recipe.steps:
@@ -384,7 +401,7 @@ def train(config=None, **kwargs):
     run.update({"final": final, "val_psnr": final.get("val_psnr"),
                 "input_psnr": final.get("input_psnr"),
                 "steps": _step(model),
-                "wall_seconds": round(time.time() - started, 1),
+                "wall_seconds": round(backup.seconds(), 1),
                 "history": {k: [float(v) for v in vs] for k, vs in history.items()}})
     atomic_write_text(out / "run.json", json.dumps(run, indent=2))
     return run
