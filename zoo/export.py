@@ -52,7 +52,7 @@ from zoo.export_card import machine, write_card
 from zoo.layers import FoldedNormConv, XUnit
 from zoo.metrics import protocol_metrics, psnr
 from zoo.params import count_params
-from zoo.pretrained import load_weights
+from zoo.pretrained import describe_error, is_tag, load_weights
 from zoo.train import input_mode
 
 __all__ = ["MODES", "export", "load_model", "convert", "inspect_graph", "GraphReport", "LiteRT",
@@ -102,7 +102,7 @@ def load_model(model, weights=None, overrides=None):
     info = registry.info(model)
     if weights is None:
         return registry.build(model, **overrides), info
-    if _is_tag(weights):
+    if is_tag(weights):
         return registry.build(model, weights=str(weights), **overrides), info
     path = _existing(weights)
     if path.name.endswith(".keras"):
@@ -117,12 +117,6 @@ def load_model(model, weights=None, overrides=None):
     built = registry.build(model, **overrides)
     _load_weights(built, path, model, overrides)
     return built, info
-
-
-def _is_tag(weights):
-    """A shipped tag rather than a file: no folder in it and no weights-file suffix."""
-    text = str(weights)
-    return os.path.sep not in text and not text.endswith((".h5", ".keras"))
 
 
 def _existing(path):
@@ -140,7 +134,7 @@ def _load_keras_file(path):
             warnings.simplefilter("ignore")
             return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a damaged archive
-        raise ValueError(f"cannot load {path}: {_first_line(error)}") from error
+        raise ValueError(f"cannot load {path}: {describe_error(error)}") from error
 
 
 def _load_weights(model, weights, name, overrides):
@@ -151,7 +145,7 @@ def _load_weights(model, weights, name, overrides):
     load_weights(model, path, name, overrides)
 
 
-def _first_line(error):
+def describe_error(error):
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
@@ -223,9 +217,7 @@ def fold_batch_norms(model):
     for layer in model.layers:
         users = consumers[id(layer)]
         if (isinstance(layer, keras.layers.BatchNormalization) and len(users) == 1
-                and type(users[0]) is keras.layers.Conv2D and users[0].strides == (1, 1)
-                and users[0].padding == "same" and users[0].dilation_rate == (1, 1)
-                and users[0].groups == 1 and users[0].activation is keras.activations.linear):
+                and FoldedNormConv.folds(users[0])):
             pairs[id(users[0])] = layer
     if not pairs:
         return model
@@ -545,7 +537,7 @@ def check_resizable(content, model, sizes=RESIZE_PROBE):
             result["max_abs_diff"] = max(result["max_abs_diff"],
                                          float(np.abs(lite - reference).max()))
     except (RuntimeError, ValueError) as error:
-        return {"works": False, **result, "error": _first_line(error)}
+        return {"works": False, **result, "error": describe_error(error)}
     result["works"] = bool(np.isfinite(result["max_abs_diff"])
                            and min(result["psnr_vs_keras"]) >= AGREES_DB)
     return {"works": result.pop("works"), **result}
@@ -650,7 +642,7 @@ def _resizable_check(content, model, fixed):
     try:
         probe, _ = convert(model, "float32")
     except ValueError as error:
-        return {"exported": False, "float32_probe": {"works": False, "error": _first_line(error)}}
+        return {"exported": False, "float32_probe": {"works": False, "error": describe_error(error)}}
     return {"exported": False,
             "float32_probe": {**check_resizable(probe, model), "file_bytes": len(probe)}}
 

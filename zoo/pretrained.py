@@ -42,11 +42,17 @@ def weights_file(model, tag):
     return WEIGHTS_DIR / f"{model}-{tag}.weights.h5"
 
 
+def is_tag(weights):
+    """A shipped tag rather than a file: no folder in it and no weights-file suffix."""
+    text = os.fspath(weights)
+    return os.path.sep not in text and not text.endswith((".h5", ".keras"))
+
+
 def resolve(model, weights):
     """``(path, builder overrides)`` for ``weights``: a file path or a shipped tag of ``model``."""
-    if os.path.sep in str(weights) or str(weights).endswith((".h5", ".keras")):
+    if not is_tag(weights):
         if not Path(weights).is_file():
-            raise FileNotFoundError(f"weights file {os.fspath(weights)!r} does not exist")
+            raise FileNotFoundError(f"weights file {os.fspath(weights)!r} not found")
         return Path(weights), {}
     entry = card(model, weights)
     return weights_file(model, weights), dict(entry.get("overrides", {}))

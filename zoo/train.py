@@ -333,8 +333,9 @@ def train(config=None, **kwargs):
                       loss_weights=loss_weights,
                       metrics={"y": [PSNRMetric()]} if multi else [PSNRMetric()])
     start_step = ResumableCheckpoint.restore(model, out / "backup")
-    backup = ResumableCheckpoint(out / "backup", 1,  # every: set below, from the recipe
-                                 ResumableCheckpoint.seconds_saved(out / "backup"))
+    backup = ResumableCheckpoint(
+        out / "backup", config.checkpoint_every or max(recipe.steps_per_epoch // 4, 1),
+        ResumableCheckpoint.seconds_saved(out / "backup"))
 
     # Data: patches for training, whole images for validation.
     train_data = config.train or demo_images(mode, split="train")
@@ -360,7 +361,6 @@ def train(config=None, **kwargs):
 
     validation = Validation(pairs, config.task, out / "logs" / "validation_images",
                             config.tensorboard_images)
-    backup.every = config.checkpoint_every or max(recipe.steps_per_epoch // 4, 1)
     callbacks = [
         validation,
         BestAndLast(out),

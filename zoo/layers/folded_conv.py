@@ -5,13 +5,15 @@
 where ``BN(h) = s h + t`` per channel (inference statistics).  Zero padding is applied after the
 batch norm, so the constant ``t`` reaches an output pixel only through the taps that fall inside
 the image: ``conv_V`` over an image of ones gives that border-exact term (constant in the interior).
-Used at export (:func:`zoo.rewrite.fold_batch_norms`): a standalone batch norm costs two
+Used at export (:func:`zoo.export.fold_batch_norms`): a standalone batch norm costs two
 elementwise passes, and int8 converters quantize its per-channel multiply poorly.
 """
 
 import keras
 import numpy as np
 from keras import ops
+
+from zoo.layers.normalization import inference_affine
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -28,23 +30,26 @@ class FoldedNormConv(keras.layers.Layer):
         self.kernel_size = tuple(int(k) for k in np.broadcast_to(kernel_size, (2,)))
         self.use_bias = bool(use_bias)
 
+    @staticmethod
+    def folds(conv):
+        """Whether a batch norm before ``conv`` can be folded into it: a plain ``Conv2D``,
+        stride 1, 'same', undilated, ungrouped, no activation."""
+        return (type(conv) is keras.layers.Conv2D and conv.strides == (1, 1)
+                and conv.padding == "same" and conv.dilation_rate == (1, 1)
+                and conv.groups == 1 and conv.activation is keras.activations.linear)
+
     @classmethod
     def from_layers(cls, norm, conv, name=None):
         """The folded layer of ``conv(norm(h))``, weights set (``norm`` at inference)."""
-        if conv.strides != (1, 1) or conv.padding != "same" or conv.dilation_rate != (1, 1) \
-                or getattr(conv, "groups", 1) != 1 or conv.activation is not keras.activations.linear:
+        if not cls.folds(conv):
             raise ValueError(f"{conv.name}: only stride-1, 'same', ungrouped, linear convs fold")
-        gamma = norm.gamma.numpy() if norm.scale else 1.0
-        beta = norm.beta.numpy() if norm.center else 0.0
-        mean, variance = norm.moving_mean.numpy(), norm.moving_variance.numpy()
-        scale = gamma / np.sqrt(variance + norm.epsilon)
-        shift = beta - mean * scale
-        kernel = conv.kernel.numpy()
+        scale, shift = (ops.convert_to_numpy(v) for v in inference_affine(norm))
+        kernel = ops.convert_to_numpy(conv.kernel)
         layer = cls(conv.filters, conv.kernel_size, use_bias=conv.use_bias, name=name or conv.name)
         layer.build((None, None, None, kernel.shape[2]))
         weights = [kernel * scale[:, None], np.einsum("hwco,c->hwo", kernel, shift)[:, :, None]]
         if conv.use_bias:
-            weights.append(conv.bias.numpy())
+            weights.append(ops.convert_to_numpy(conv.bias))
         layer.set_weights([w.astype("float32") for w in weights])
         return layer
 

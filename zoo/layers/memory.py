@@ -16,7 +16,7 @@ Pre-activation everywhere: every conv is preceded by BN and ReLU.
 import keras
 from keras import ops
 
-from zoo.layers.normalization import batch_norm
+from zoo.layers.normalization import batch_norm, inference_affine
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -92,9 +92,7 @@ class GateUnit(keras.layers.Layer):
         convs over its parts, so the result is the same up to float rounding;
         the peak memory of a whole-image MemNet drops by about half.
         """
-        norm = self.norm
-        scale = norm.gamma * ops.rsqrt(norm.moving_variance + norm.epsilon)
-        shift = norm.beta - norm.moving_mean * scale
+        scale, shift = inference_affine(self.norm)
         kernel = self.conv.kernel
         out, start = None, 0
         for memory in memories:

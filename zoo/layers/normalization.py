@@ -7,6 +7,7 @@ strategy the statistics are synchronised across replicas.
 """
 
 import keras
+from keras import ops
 
 
 def batch_norm(name=None, **kwargs):
@@ -14,6 +15,17 @@ def batch_norm(name=None, **kwargs):
     settings = {"momentum": 0.9, "epsilon": 1e-5, "synchronized": _multi_replica()}
     settings.update(kwargs)
     return keras.layers.BatchNormalization(name=name, **settings)
+
+
+def inference_affine(norm):
+    """``(scale, shift)`` with ``norm(x) = scale * x + shift`` at inference (moving statistics)."""
+    scale = ops.rsqrt(norm.moving_variance + norm.epsilon)
+    if norm.scale:
+        scale = scale * norm.gamma
+    shift = -norm.moving_mean * scale
+    if norm.center:
+        shift = shift + norm.beta
+    return scale, shift
 
 
 def _multi_replica():

@@ -11,7 +11,7 @@
 import keras
 from keras import ops
 
-from zoo.layers.normalization import batch_norm
+from zoo.layers.normalization import batch_norm, inference_affine
 
 GATES = ("gaussian", "linear")
 
@@ -112,13 +112,7 @@ class XUnit(keras.layers.Layer):
     def _fold_norm_out(self, kernel, bias):
         """Kernel and bias of BN(DW(x)) at inference (BN is affine per channel): the split
         pieces then carry it, so no multiply-add follows their sum."""
-        norm = self.norm_out
-        scale = ops.rsqrt(norm.moving_variance + norm.epsilon)
-        if norm.scale:
-            scale = scale * norm.gamma
-        shift = -norm.moving_mean * scale
-        if norm.center:
-            shift = shift + norm.beta
+        scale, shift = inference_affine(self.norm_out)
         return kernel * ops.reshape(scale, (1, 1, -1, 1)), bias * scale + shift
 
     def _split_depthwise(self, x, kernel, bias):
