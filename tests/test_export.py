@@ -156,6 +156,35 @@ def test_xunit_split_is_exact_and_can_be_turned_off(tmp_path, rng):
         assert card["numerics"]["max_abs_diff_vs_keras"] <= 1e-4
 
 
+def test_fixed_int8_export_runs_xunits_on_pixel_blocks(tmp_path, rng):
+    model = _randomised(zoo.build("xdncnn", filters=16, blocks=1))  # two 9x9 xUnits
+    x = rng.random((1, 42, 37, 1), dtype=np.float32)  # padded to 44x40, cropped back
+    blocks = xunit_options(model, block=4)
+    assert np.abs(np.asarray(blocks(x)) - np.asarray(model(x))).max() <= 1e-5
+    # calibration images smaller than the fixed input are mirrored up to it
+    card = export(model, tmp_path / "b.tflite", mode="int8", input_shape=(42, 37),
+                  val_data=_images("gray", "val", 48), calibration_samples=4,
+                  calibration_data=_images("gray", "train", 32, count=2), latency_sizes=())
+    assert card["export_options"]["xunit_block"] == 4 and "xunit_split" not in card["export_options"]
+    assert card["calibration"]["patch"] == [42, 37]
+    ops = card["graph"]["ops"]
+    assert "DEPTHWISE_CONV_2D" not in ops and ops["CONV_2D"] >= 2 + 3  # 2 grouped, 3 dense
+    assert card["graph"]["float_ops"] == {} and card["graph"]["builtin_only"]
+    assert card["numerics"]["worst_psnr_tflite_vs_keras"] >= 30
+    assert any("4x4 pixel blocks" in note for note in card["notes"])
+    resizable = export(model, tmp_path / "r.tflite", mode="int8", val_data=_images("gray", "val", 32),
+                       calibration_samples=4, calibration_data=_images("gray", "train", 32),
+                       latency_sizes=())
+    assert resizable["export_options"]["xunit_split"] == 5  # run-time shapes: the split stays
+    assert "xunit_block" not in resizable["export_options"]
+    # asked for, blocks work resizable too: pad and crop sized at run time
+    content, _ = convert(blocks, "float32")
+    runner = LiteRT(content)
+    for height, width in ((42, 37), (16, 20)):
+        x = rng.random((height, width, 1), dtype=np.float32)
+        assert np.abs(runner(x) - np.asarray(model(x[None]))[0]).max() <= 1e-4
+
+
 def test_folding_batch_norms_into_convs_is_exact_at_the_borders(rng):
     model = _randomised(zoo.build("xdncnn", filters=16, blocks=2))
     folded = fold_batch_norms(model)

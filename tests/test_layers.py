@@ -263,6 +263,36 @@ def test_split_depthwise_is_exact(rng, kernel_size, split):
         XUnit(9, split=0)
 
 
+@pytest.mark.parametrize("kernel_size,block,shape", [
+    (9, 4, (2, 13, 10, 4)),   # the export's default; pads 13x10 to 16x12 blocks and crops
+    (9, 4, (1, 16, 8, 3)),    # a multiple of the block: no pad, no crop
+    (9, 3, (1, 11, 7, 2)),    # 5x5 blocks of 3x3 pixels
+    (9, 9, (1, 9, 18, 2)),    # one block per kernel
+    (5, 2, (1, 7, 9, 3)),
+    (3, 5, (1, 6, 6, 2))])
+def test_block_depthwise_is_exact(rng, kernel_size, block, shape):
+    plain, fast = XUnit(kernel_size), XUnit(kernel_size, block=block)
+    z = rng.normal(size=shape).astype("float32")
+    plain.build(z.shape)
+    fast.build(z.shape)
+    _randomise(plain, rng)
+    for w in plain.weights:
+        if "moving_variance" in w.path:
+            w.assign(np.abs(w.numpy()) + 0.5)
+    fast.set_weights(plain.get_weights())
+    np.testing.assert_allclose(np.asarray(fast(z)), np.asarray(plain(z)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(fast(z, training=True)),
+                               np.asarray(plain(z, training=True)), rtol=1e-4, atol=1e-5)
+    assert XUnit.from_config(fast.get_config()).block == block
+
+
+def test_block_and_split_are_checked():
+    with pytest.raises(ValueError, match="pick one"):
+        XUnit(9, split=5, block=4)
+    with pytest.raises(ValueError, match="at least 2"):
+        XUnit(9, block=1)
+
+
 def test_gate_clip_changes_the_gate_only_below_exp_minus_bound_squared(rng):
     plain, clipped = XUnit(3), XUnit(3, gate_clip=3.0)
     z = rng.normal(0, 2, size=(1, 12, 12, 4)).astype("float32")

@@ -47,7 +47,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from zoo import registry
 from zoo.data.demo import demo_images
-from zoo.data.pipeline import check_levels, evaluation_pairs, training_dataset
+from zoo.data.pipeline import check_levels, evaluation_pairs, named_images, training_dataset
 from zoo.export_card import machine, write_card
 from zoo.layers import FoldedNormConv, XUnit
 from zoo.metrics import protocol_metrics, psnr
@@ -63,8 +63,10 @@ IO_DTYPES = ("int8", "uint8")
 DEFAULT_LEVELS = {"denoise": 25, "sr": 3, "jpeg": 10}
 PIPELINE_TASKS = tuple(DEFAULT_LEVELS)
 CALIBRATION_PATCH = 64       # input side of the calibration patches of a resizable model
+CALIBRATION_MIN = 4          # fewest calibration inputs of a large fixed-size model
 LATENCY_SIZES = (256, 512)
 LATENCY_THREADS = (1, 2)
+SLOW_BUILTIN = 10            # a builtin setting this many times slower than XNNPACK is timed once
 RESIZE_PROBE = ((37, 50), (64, 45))  # two odd input sizes a resizable model must run at
 AGREES_DB = 30.0             # a resized run "works" if it agrees with Keras to this PSNR
 # The CPU runtime of a file without a card: XNNPACK, LiteRT's own default.  XNNPACK runs depthwise
@@ -78,6 +80,13 @@ AGREES_DB = 30.0             # a resized run "works" if it agrees with Keras to 
 DEFAULT_XNNPACK = True
 GATE_CLIP = 3.0              # |d| bound of the xUnit gate in int8 graphs (see xunit_options)
 XUNIT_SPLIT = {"float32": 5, "float16": 5, "dynamic": 5, "int8": 5}
+# int8 exports with a fixed input size run each xUnit depthwise conv as a grouped conv on 4x4
+# pixel blocks instead (XUnit(block=4), exact): XNNPACK runs it on its int8 GEMM kernels, in one
+# accumulation with no rounded partial sums; one xUnit at 512x512x64 int8 takes 42 ms against
+# 78 ms split (benchmarks/results/xunit_pieces.md).  A resizable graph computes the block shapes
+# at run time, which XNNPACK does not delegate (the block conv alone: 102 ms), so resizable
+# exports keep the split; float graphs too (150 ms blocks, 114 ms split).
+XUNIT_BLOCK = 4
 
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -166,13 +175,15 @@ def inference_model(model):
     return model
 
 
-def xunit_options(model, gate_clip=None, split=None):
+def xunit_options(model, gate_clip=None, split=None, block=None):
     """A copy of a functional ``model`` whose xUnits use the export-time options of
     :class:`zoo.layers.XUnit` (same weights), or ``model`` itself if nothing changes.
 
     ``split``: each k x k depthwise conv runs as a sum of depthwise convs of at most
     split x split taps (exact up to float rounding; XNNPACK runs kernels of up to 25 taps far
     faster than 9x9).
+    ``block``: each depthwise conv runs as a grouped conv on block x block pixel blocks
+    (exact up to float rounding; in int8 at a fixed input size, faster than ``split``).
     ``gate_clip``: Gaussian gates read ``clip(d, -gate_clip, gate_clip)``, which gives int8
     graphs ten times finer steps for ``d * -d`` at the default 3.
     """
@@ -181,7 +192,9 @@ def xunit_options(model, gate_clip=None, split=None):
         if not isinstance(layer, XUnit):
             continue
         change = {}
-        if split and layer.kernel_size > split:
+        if block:
+            change["block"] = int(block)
+        elif split and layer.kernel_size > split:
             change["split"] = int(split)
         if gate_clip and layer.gate == "gaussian":
             change["gate_clip"] = float(gate_clip)
@@ -374,14 +387,38 @@ def calibration_inputs(data, *, task, level, mode, upsampling="interpolated", ra
     """``samples`` degraded ``(1, H, W, C)`` patches from the task's training pipeline.
 
     ``input_shape`` is the model's fixed input (default: ``CALIBRATION_PATCH`` squares); the
-    patches are cut as the training pipeline cuts them (sub-pixel pairs at the low resolution).
+    patches are cut as the training pipeline cuts them (sub-pixel pairs at the low resolution),
+    from the images at least that large, or if there is none, at the largest size the images
+    give and mirror-padded to the input.
     """
     height, width = input_shape or (CALIBRATION_PATCH, CALIBRATION_PATCH)
-    dataset = training_dataset(data, task=task, levels=[level],
-                               patch_size=max(height, width) * ratio, batch_size=1, mode=mode,
-                               upsampling=upsampling, seed=seed,
+    images = named_images(data, mode)
+    # a fixed input larger than every image gets patches of the largest size there is, mirrored
+    largest = max(min(image.shape[:2]) for _, image in images)
+    patch = min(max(height, width) * ratio, largest // ratio * ratio)
+    images = [(name, image) for name, image in images if min(image.shape[:2]) >= patch]
+    dataset = training_dataset(images, task=task, levels=[level], patch_size=patch,
+                               batch_size=1, mode=mode, upsampling=upsampling, seed=seed,
                                shuffle_buffer=max(int(samples), 1))
-    return [degraded[:, :height, :width].numpy() for degraded, _ in dataset.take(samples)]
+    return [_mirror_to(degraded.numpy(), height, width) for degraded, _ in dataset.take(samples)]
+
+
+def _calibration_count(samples, shape):
+    """Inputs to calibrate on: ``samples`` patches' worth of pixels, at least CALIBRATION_MIN
+    inputs, for a fixed input larger than the patches (calibration runs LiteRT's reference
+    kernels: a 512x512 xDnCNN with block xUnits takes ~15 s an input)."""
+    if shape is None:
+        return samples
+    pixels = samples * CALIBRATION_PATCH ** 2
+    return min(samples, max(CALIBRATION_MIN, -(-pixels // (shape[0] * shape[1]))))
+
+
+def _mirror_to(batch, height, width):
+    """``batch`` cropped, or mirror-padded, to ``height x width``."""
+    pad_h, pad_w = max(height - batch.shape[1], 0), max(width - batch.shape[2], 0)
+    if pad_h or pad_w:
+        batch = np.pad(batch, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
+    return batch[:, :height, :width]
 
 
 # --- LiteRT --------------------------------------------------------------------------------------
@@ -546,23 +583,30 @@ def check_resizable(content, model, sizes=RESIZE_PROBE):
 def measure_latency(content, sizes, threads=LATENCY_THREADS, runs=5, flops=None):
     """Median ``invoke()`` time of every (size, threads, XNNPACK on/off), after one warm-up run.
 
-    ``flops``: a function ``(H, W) -> FLOPs`` to add the achieved GFLOP/s.
+    A builtin-kernel setting whose warm-up run takes ``SLOW_BUILTIN`` times XNNPACK's median
+    or more is recorded from that one run (a grouped conv on the reference kernels can take
+    a minute a run).  ``flops``: a function ``(H, W) -> FLOPs`` to add the achieved GFLOP/s.
     """
     rows = []
     for height, width in sizes:
         work = flops(height, width) if flops else None
         for count in threads:
-            for xnnpack in (False, True):
+            xnnpack_median = None
+            for xnnpack in (True, False):
                 runner = LiteRT(content, threads=count, xnnpack=xnnpack)
                 runner.prepare(height, width)
                 runner.set_random_input()
+                start = time.perf_counter()
                 runner.invoke()
-                times = []
-                for _ in range(max(int(runs), 1)):
-                    start = time.perf_counter()
-                    runner.invoke()
-                    times.append(time.perf_counter() - start)
+                times = [time.perf_counter() - start]
+                if xnnpack or times[0] < SLOW_BUILTIN * xnnpack_median:
+                    times = []
+                    for _ in range(max(int(runs), 1)):
+                        start = time.perf_counter()
+                        runner.invoke()
+                        times.append(time.perf_counter() - start)
                 median = float(np.median(times))
+                xnnpack_median = median if xnnpack else xnnpack_median
                 row = {"input_size": [height, width], "threads": count, "xnnpack": xnnpack,
                        "median_ms": round(median * 1000, 2), "min_ms": round(min(times) * 1000, 2),
                        "runs": len(times)}
@@ -662,7 +706,7 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
            input_shape=None, io_dtype="int8", calibration_data=None, calibration_samples=128,
            val_data=None, val_limit=0, allow_select_ops=False, latency_sizes=LATENCY_SIZES,
            latency_threads=LATENCY_THREADS, latency_runs=5, gate_clip=GATE_CLIP,
-           xunit_split=None, seed=0):
+           xunit_split=None, xunit_block=None, seed=0):
     """Exports a zoo model to ``out`` (a .tflite), validates it on LiteRT and writes its card.
 
     Args:
@@ -677,7 +721,8 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         io_dtype: ``"int8"`` or ``"uint8"``, the input/output type of an int8 model.
         calibration_data, val_data: folder(s) or ``[(name, image)]``; default: the built-in
             demo images (training split for calibration, the held-out two for validation).
-        calibration_samples: int8 calibration patches.
+        calibration_samples: int8 calibration patches (of CALIBRATION_PATCH squares: a larger
+            fixed input gets as many pixels in fewer inputs, at least CALIBRATION_MIN).
         val_limit: validate on the first N images only (0: all).
         allow_select_ops: accept ops that need the Flex delegate (the file is then not
             validated: the Python LiteRT runtime has no Flex delegate).
@@ -688,6 +733,9 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         xunit_split: xUnit depthwise convs run as sums of pieces of at most ``xunit_split`` x
             ``xunit_split`` taps (:func:`xunit_options`); 0: whole; None: ``XUNIT_SPLIT[mode]``.
             int8 exports also fold batch norms that precede convs (:func:`fold_batch_norms`).
+        xunit_block: xUnit depthwise convs run as grouped convs on ``xunit_block`` square pixel
+            blocks instead (:func:`xunit_options`); 0: not; None: ``XUNIT_BLOCK`` for int8
+            with a fixed ``input_shape``, else 0.
 
     Returns the card (a dict), also written as YAML.
     """
@@ -710,11 +758,14 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         calibration = calibration_inputs(
             calibration_data or demo_images(colour, split="train"), task=task, level=level,
             mode=colour, upsampling=upsampling, ratio=ratio, input_shape=shape,
-            samples=calibration_samples, seed=seed)
+            samples=_calibration_count(calibration_samples, shape), seed=seed)
     notes = []
     gate_clip = gate_clip if mode == "int8" else None
     xunit_split = XUNIT_SPLIT.get(mode) if xunit_split is None else xunit_split
-    converted = xunit_options(keras_model, gate_clip=gate_clip, split=xunit_split)
+    if xunit_block is None:
+        xunit_block = XUNIT_BLOCK if mode == "int8" and shape else 0
+    converted = xunit_options(keras_model, gate_clip=gate_clip, split=xunit_split,
+                              block=xunit_block)
     applied = _xunit_applied(converted) if converted is not keras_model else {}
     notes += _xunit_notes(applied)
     folded = fold_batch_norms(converted) if mode == "int8" else converted
@@ -794,7 +845,7 @@ def _xunit_applied(model):
     """The export-time xUnit options a converted model carries (see :func:`xunit_options`)."""
     units = [layer for layer in model.layers if isinstance(layer, XUnit)]
     applied = {}
-    for option in ("split", "gate_clip"):
+    for option in ("split", "block", "gate_clip"):
         values = {getattr(unit, option) for unit in units} - {None}
         if values:
             applied["xunit_" + option] = values.pop()
@@ -807,6 +858,10 @@ def _xunit_notes(applied):
         s = applied["xunit_split"]
         notes.append(f"xUnit depthwise convs run as sums of depthwise convs of at most {s}x{s} "
                      "taps (exact up to float rounding), for XNNPACK")
+    if "xunit_block" in applied:
+        b = applied["xunit_block"]
+        notes.append(f"xUnit depthwise convs run as grouped convs on {b}x{b} pixel blocks "
+                     "(exact up to float rounding), for XNNPACK's int8 GEMM kernels")
     if "xunit_gate_clip" in applied:
         b = applied["xunit_gate_clip"]
         notes.append(f"xUnit gates read clip(d, -{b:g}, {b:g}) in this int8 graph: "
@@ -881,6 +936,10 @@ def add_export_arguments(p):
                    help="xUnit kxk depthwise convs run as sums of pieces of at most SxS taps, "
                         "which XNNPACK runs far faster (default 5; 0: whole, which in int8 "
                         "costs ~0.2 dB less and runs ~4x slower)")
+    p.add_argument("--xunit-block", type=int, metavar="B",
+                   help="xUnit depthwise convs run as grouped convs on BxB pixel blocks "
+                        "(default: 4 for int8 with --input-shape, which runs ~1.3x faster "
+                        "there; 0: off)")
     p.add_argument("--allow-select-ops", action="store_true",
                    help="accept ops that need the Flex (SELECT_TF_OPS) delegate")
     p.add_argument("--latency-sizes", nargs="*", type=int, default=list(LATENCY_SIZES),
@@ -903,7 +962,7 @@ def cmd_export(args):
                   val_data=args.val, val_limit=args.val_limit,
                   allow_select_ops=args.allow_select_ops, latency_sizes=args.latency_sizes,
                   latency_runs=args.latency_runs, gate_clip=args.gate_clip,
-                  xunit_split=args.xunit_split, seed=args.seed)
+                  xunit_split=args.xunit_split, xunit_block=args.xunit_block, seed=args.seed)
     print(f"wrote {args.out} ({card['file']['size_mb']:.2f} MB, {card['mode']}) and "
           f"{card_path(args.out)}")
     numerics = card["numerics"]

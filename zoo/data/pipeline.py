@@ -116,7 +116,7 @@ def _random_patches(degraded, clean, size, count, ratio, seed):
     return tf.data.Dataset.range(count).map(crop)
 
 
-def _named_images(data, mode, min_size=None):
+def named_images(data, mode, min_size=None):
     """``(name, float32 array)`` pairs from folder(s), or the pairs themselves."""
     if isinstance(data, (list, tuple)) and data and isinstance(data[0], tuple):
         return [(name, np.asarray(image, np.float32)) for name, image in data]
@@ -168,7 +168,7 @@ def training_dataset(data, *, task, levels, patch_size, batch_size, mode="gray",
     if ratio > 1 and stride % ratio:
         raise ValueError(f"the grid stride {stride} must be a multiple of the scale {ratio}")
 
-    images = [image for _, image in _named_images(data, mode, min_size=patch_size)]
+    images = [image for _, image in named_images(data, mode, min_size=patch_size)]
     too_small = [i for i, image in enumerate(images) if min(image.shape[:2]) < patch_size]
     if too_small:
         raise ValueError(f"{len(too_small)} image(s) are smaller than the patch size {patch_size}")
@@ -218,7 +218,7 @@ def evaluation_pairs(data, task, level, *, mode="gray", upsampling="interpolated
     """
     level = check_levels(task, level)[0]
     triples = []
-    for name, image in _named_images(data, mode):
+    for name, image in named_images(data, mode):
         degraded, clean = degrade_whole(image, task, level, upsampling)
         if task == "denoise":
             degraded = add_noise(clean, level, seed=image_seed(name, seed))
@@ -240,7 +240,7 @@ class NumpyPatches(keras.utils.PyDataset):
         super().__init__(**kwargs)
         levels = check_levels(task, levels)
         self.ratio = int(levels[0]) if task == "sr" and upsampling == "sub-pixel" else 1
-        images = [image for _, image in _named_images(data, mode, min_size=patch_size)]
+        images = [image for _, image in named_images(data, mode, min_size=patch_size)]
         self.pairs = _pairs(images, task, levels, upsampling)
         self.task, self.levels, self.patch, self.batch = task, levels, patch_size, batch_size
         self.steps, self.augment, self.seed, self.epoch = steps_per_epoch, augment, seed, 0

@@ -8,7 +8,10 @@
 :meth:`XUnit.from_design` builds any of them from that notation.
 """
 
+import math
+
 import keras
+import numpy as np
 from keras import ops
 
 from zoo.layers.normalization import batch_norm, inference_affine
@@ -40,6 +43,13 @@ class XUnit(keras.layers.Layer):
       rounding.  LiteRT's XNNPACK runs depthwise kernels of up to 25 taps
       fast and larger ones ~50x slower (9x9 at 512x512x64: 655 ms; 5x5:
       12 ms), so ``split=5`` makes a 9x9 xUnit ~6x faster there.
+    - ``block``: compute it on ``block x block`` pixel blocks: the channels' blocks are
+      laid side by side (``(H, W, C) -> (H/b, W/b, C b^2)``, zero padded to a multiple of b) and
+      the depthwise conv becomes a grouped conv, one group of ``b^2`` inputs and outputs per
+      channel over 3 x 3 blocks when ``b >= (k - 1) / 2``.  Exact up to float rounding, 1.8x the
+      multiply-adds at k = 9, b = 4, but a grouped conv runs on the GEMM kernels: a whole int8
+      xUnit on XNNPACK (512x512x64, fixed shape) takes 42 ms against 78 ms with ``split=5``,
+      and sums the 81 taps in one accumulation instead of four rounded partial sums.
     - ``gate_clip``: the gate reads ``clip(d, -gate_clip, gate_clip)``.  With 3,
       ``exp(-9) = 1.2e-4`` is below half an int8 step of the gate, so quantized
       outputs do not change, while the calibrated range of ``d * -d`` shrinks
@@ -47,7 +57,7 @@ class XUnit(keras.layers.Layer):
     """
 
     def __init__(self, kernel_size=9, pre_norm=True, relu=True, post_norm=True,
-                 gate="gaussian", split=None, gate_clip=None, **kwargs):
+                 gate="gaussian", split=None, block=None, gate_clip=None, **kwargs):
         super().__init__(**kwargs)
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
@@ -59,6 +69,11 @@ class XUnit(keras.layers.Layer):
         if split is not None and int(split) < 1:
             raise ValueError(f"split must be a positive number of taps, got {split!r}")
         self.split = None if split is None else int(split)
+        if block is not None and int(block) < 2:
+            raise ValueError(f"block must be a side of at least 2 pixels, got {block!r}")
+        if split is not None and block is not None:
+            raise ValueError("split and block are two ways to run the depthwise conv: pick one")
+        self.block = None if block is None else int(block)
         self.gate_clip = None if gate_clip is None else float(gate_clip)
         self.norm_in = batch_norm(name="bn_in") if pre_norm else None
         self.depthwise = keras.layers.DepthwiseConv2D(
@@ -92,14 +107,18 @@ class XUnit(keras.layers.Layer):
             d = self.norm_in(d, training=training)
         if self.relu:
             d = ops.relu(d)
-        if self.split is None:
+        rewritten = self.split is not None or self.block is not None
+        if not rewritten:
             d = self.depthwise(d)
         else:
             kernel, bias = self.depthwise.kernel, self.depthwise.bias
             if self.norm_out is not None and not training:
                 kernel, bias = self._fold_norm_out(kernel, bias)
-            d = self._split_depthwise(d, kernel, bias)
-        if self.norm_out is not None and (self.split is None or training):
+            if self.split is not None:
+                d = self._split_depthwise(d, kernel, bias)
+            else:
+                d = self._block_depthwise(d, kernel, bias)
+        if self.norm_out is not None and (not rewritten or training):
             d = self.norm_out(d, training=training)
         if self.gate_clip is not None:
             d = ops.clip(d, -self.gate_clip, self.gate_clip)
@@ -151,6 +170,35 @@ class XUnit(keras.layers.Layer):
                 out = term + bias if out is None else out + term
         return out
 
+    def _block_depthwise(self, x, kernel, bias):
+        """The k x k 'same' depthwise conv as a grouped conv on b x b blocks (see ``block``).
+
+        Block pixel ``(i, j)`` of channel ``c`` is channel ``c b^2 + i b + j`` of the block
+        image; the grouped kernel at block offset ``(u, v)`` maps input pixel ``(i, j)`` to
+        output pixel ``(p, q)`` with the depthwise tap ``(u b + i - p + r, v b + j - q + r)``
+        (``r = (k - 1) / 2`` is the conv's radius), or 0 outside the k x k kernel.
+        """
+        b, channels = self.block, x.shape[-1]
+        taps = _block_taps(self.kernel_size, b)
+        # the k*k taps of each channel plus a zero row, gathered into the grouped kernel
+        flat = ops.concatenate([ops.reshape(kernel, (-1, channels)),
+                                ops.zeros((1, channels), kernel.dtype)], axis=0)
+        grouped = ops.take(flat, taps, axis=0)          # (n, n, b*b in, b*b out, C)
+        grouped = ops.transpose(grouped, (0, 1, 2, 4, 3))
+        grouped = ops.reshape(grouped, (*taps.shape[:3], channels * b * b))
+        batch, height, width = (x.shape[i] or ops.shape(x)[i] for i in range(3))
+        rows, cols = -(-height // b), -(-width // b)
+        # a size known only at run time is padded and cropped by what it turns out to need
+        ragged = not all(isinstance(n, int) and n % b == 0 for n in (height, width))
+        if ragged:
+            x = ops.pad(x, ((0, 0), (0, rows * b - height), (0, cols * b - width), (0, 0)))
+        x = _blocks_to_channels(x, b, batch, rows, cols, channels)
+        y = ops.conv(x, grouped, padding="same") + ops.repeat(bias, b * b)
+        y = _channels_to_blocks(y, b, batch, rows, cols, channels)
+        if ragged:
+            y = y[:, :height, :width, :]
+        return y
+
     def compute_output_shape(self, input_shape):
         return input_shape
 
@@ -158,4 +206,39 @@ class XUnit(keras.layers.Layer):
         return {**super().get_config(), "kernel_size": self.kernel_size,
                 "pre_norm": self.pre_norm, "relu": self.relu,
                 "post_norm": self.post_norm, "gate": self.gate, "split": self.split,
-                "gate_clip": self.gate_clip}
+                "block": self.block, "gate_clip": self.gate_clip}
+
+
+def _block_taps(kernel_size, block):
+    """Indices into a depthwise kernel's ``k*k`` taps (``k*k``: zero) of the grouped kernel
+    ``(n, n, b*b in, b*b out)`` over ``n x n`` blocks (see ``XUnit._block_depthwise``)."""
+    radius = (kernel_size - 1) // 2
+    reach = math.ceil(radius / block)
+    offsets, pixels = np.arange(-reach, reach + 1), np.arange(block)
+    u, v, i, j, p, q = np.ix_(offsets, offsets, pixels, pixels, pixels, pixels)
+    row, col = u * block + i - p + radius, v * block + j - q + radius
+    inside = (row >= 0) & (row < kernel_size) & (col >= 0) & (col < kernel_size)
+    taps = np.where(inside, row * kernel_size + col, kernel_size * kernel_size)
+    n = 2 * reach + 1
+    return taps.reshape(n, n, block * block, block * block).astype("int32")
+
+
+# Two transposes each way (rows of blocks, then pixels within a block behind the channels) run
+# faster on XNNPACK than one 5-D transpose: int8 512x512x64, 4.2 vs 7.2 ms.
+
+def _blocks_to_channels(x, b, batch, rows, cols, channels):
+    """``(N, rows b, cols b, C) -> (N, rows, cols, C b^2)``, channel ``c b^2 + i b + j``."""
+    x = ops.reshape(x, (batch * rows, b, cols, b * channels))
+    x = ops.transpose(x, (0, 2, 1, 3))                      # (N rows, cols, i, j C)
+    x = ops.reshape(x, (-1, b * b, channels))
+    x = ops.transpose(x, (0, 2, 1))                         # (N rows cols, C, i j)
+    return ops.reshape(x, (batch, rows, cols, channels * b * b))
+
+
+def _channels_to_blocks(y, b, batch, rows, cols, channels):
+    """The inverse of :func:`_blocks_to_channels`."""
+    y = ops.reshape(y, (-1, channels, b * b))
+    y = ops.transpose(y, (0, 2, 1))
+    y = ops.reshape(y, (batch * rows, cols, b, b * channels))
+    y = ops.transpose(y, (0, 2, 1, 3))
+    return ops.reshape(y, (batch, rows * b, cols * b, channels))
