@@ -10,8 +10,10 @@ statistics, so nothing folds away):
   ``torch.compile`` channels-last; all under ``torch.inference_mode``.
 - Keras: ``model.predict`` (before) and the compiled forward that ``zoo.restore`` uses (after).
 - LiteRT: the naive export (9x9 depthwise whole, float32), then every mode as ``zoo export``
-  writes it by default (9x9 split into <=5x5 pieces), plus int8 with the 9x9 whole
-  (``--xunit-split 0``); each on the builtin kernels and on XNNPACK.
+  writes it by default (resizable, 9x9 split into <=5x5 pieces), plus int8 with the 9x9 whole
+  (``--xunit-split 0``); each on the builtin kernels and on XNNPACK.  Then int8 exported at a
+  fixed size (``--input-shape N N``, one file per size), with the split and with its default,
+  4x4 pixel blocks (``XUnit(block=4)``), on XNNPACK.
 
 Training throughput, xDnCNN, Adam, MSE, batch 16 of 40x40 patches (patches/s): PyTorch eager
 (NCHW and channels-last) and ``torch.compile``; Keras ``train_on_batch`` without and with XLA
@@ -45,17 +47,20 @@ from common import machine, rate, timed, write
 from tflite_latency import matmul_peak, randomised
 from torch_reference import MODELS as TORCH_MODELS
 from zoo.data import demo_images
-from zoo.export import (GATE_CLIP, LiteRT, XUNIT_SPLIT, calibration_inputs, convert,
-                        fold_batch_norms, model_flops, xunit_options)
+from zoo.export import (GATE_CLIP, LiteRT, XUNIT_BLOCK, XUNIT_SPLIT, calibration_inputs,
+                        convert, fold_batch_norms, model_flops, xunit_options)
 from zoo.restore import _forward
 
 THREADS = 2
 TASKS = {"xdncnn": ("denoise", 25), "xsrcnn_f": ("sr", 3)}
-# (label, mode, xunit split): the naive export first, then the defaults, then the int8 export
-# that keeps the 9x9 whole (more accurate, slower)
-LITERT = [("float32, 9×9 whole (naive)", "float32", 0)] + [
-    (f"{mode} (default)", mode, XUNIT_SPLIT[mode]) for mode in XUNIT_SPLIT] + [
-    ("int8, 9×9 whole", "int8", 0)]
+# (label, mode, xunit split, xunit block, fixed size): the naive export first, then the resizable
+# defaults, the int8 export that keeps the 9x9 whole (more accurate, slower), then int8 at a fixed
+# size with the split and with its default, the pixel blocks
+LITERT = [("float32, 9×9 whole (naive)", "float32", 0, 0, False)] + [
+    (f"{mode} (default)", mode, XUNIT_SPLIT[mode], 0, False) for mode in XUNIT_SPLIT] + [
+    ("int8, 9×9 whole", "int8", 0, 0, False),
+    ("int8, fixed size, split", "int8", XUNIT_SPLIT["int8"], 0, True),
+    ("int8, fixed size, 4×4 blocks (default)", "int8", 0, XUNIT_BLOCK, True)]
 
 
 def torch_copy(name, keras_model):
@@ -122,19 +127,29 @@ def inference(name, sizes, runs, peak):
     colour = "gray" if task == "denoise" else "Y"
     calibration = calibration_inputs(demo_images(colour, split="train"), task=task, level=level,
                                      mode=colour, samples=32)
-    for label, mode, split in LITERT:
-        source = xunit_options(model, split=split,
+    for label, mode, split, block, fixed in LITERT:
+        source = xunit_options(model, split=split, block=block,
                                gate_clip=GATE_CLIP if mode == "int8" else None)
         source = fold_batch_norms(source) if mode == "int8" else source
-        content, _ = convert(source, mode, calibration=calibration)
-        for xnnpack in (False, True):
-            runner = LiteRT(content, threads=THREADS, xnnpack=xnnpack)
+        files = {}
+        if fixed:
             for size in sizes:
+                files[size] = convert(source, mode, input_shape=(size, size),
+                                      calibration=calibration_inputs(
+                                          demo_images(colour, split="train"), task=task,
+                                          level=level, mode=colour, samples=4,
+                                          input_shape=(size, size)))[0]
+        else:
+            content, _ = convert(source, mode, calibration=calibration)
+            files = {size: content for size in sizes}
+        for xnnpack in (True,) if fixed else (False, True):
+            for size in sizes:
+                runner = LiteRT(files[size], threads=THREADS, xnnpack=xnnpack)
                 runner.prepare(size, size)
                 runner.set_random_input()
                 add("LiteRT", f"{label}, {'XNNPACK' if xnnpack else 'builtin'}", size,
-                    timed(runner.invoke, runs), file_bytes=len(content), mode=mode,
-                    xunit_split=split, xnnpack=xnnpack)
+                    timed(runner.invoke, runs), file_bytes=len(files[size]), mode=mode,
+                    xunit_split=split, xunit_block=block, fixed_size=fixed, xnnpack=xnnpack)
     return rows
 
 
