@@ -167,6 +167,7 @@ def test_fixed_int8_export_runs_xunits_on_pixel_blocks(tmp_path, rng):
                   calibration_data=_images("gray", "train", 32, count=2), latency_sizes=())
     assert card["export_options"]["xunit_block"] == 4 and "xunit_split" not in card["export_options"]
     assert card["calibration"]["patch"] == [42, 37]
+    assert card["numerics"]["images"] == 1 and not any("validated on" in n for n in card["notes"])
     ops = card["graph"]["ops"]
     assert "DEPTHWISE_CONV_2D" not in ops and ops["CONV_2D"] >= 2 + 3  # 2 grouped, 3 dense
     assert card["graph"]["float_ops"] == {} and card["graph"]["builtin_only"]
@@ -198,9 +199,11 @@ def test_folding_batch_norms_into_convs_is_exact_at_the_borders(rng):
 
 
 def test_fixed_shape_model_takes_its_own_size_only(tmp_path):
+    val = _images("gray", "val", 48) + [("small", np.zeros((20, 50, 1), np.float32))]
     card = export("xnet", tmp_path / "fixed.tflite", overrides=dict(layers=1, filters=8),
-                  input_shape=(24, 40), val_data=_images("gray", "val", 48),
-                  latency_sizes=(256,), latency_runs=1)
+                  input_shape=(24, 40), val_data=val, latency_sizes=(256,), latency_runs=1)
+    assert card["numerics"]["images"] == 1
+    assert "validated on 1 of 2 images: the others are smaller than the 24x40 input" in card["notes"]
     assert card["input"]["shape"] == [1, 24, 40, 1]
     assert card["numerics"]["per_image"][0]["input_size"] == [24, 40]
     assert [r["input_size"] for r in card["latency"]["results"]] == [[24, 40]] * 4

@@ -792,8 +792,13 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         pairs = evaluation_pairs(val_data or demo_images(colour, split="val"), task, level,
                                  mode=colour, upsampling=upsampling, seed=seed)
         pairs = pairs[: val_limit or None]
-        rows = compare(LiteRT(content, xnnpack=runtime), keras_model,
-                       _crop_pairs(pairs, shape, ratio) if shape else pairs, task, level)
+        if shape:
+            cropped = _crop_pairs(pairs, shape, ratio)
+            if len(cropped) < len(pairs):
+                notes.append(f"validated on {len(cropped)} of {len(pairs)} images: the others "
+                             f"are smaller than the {shape[0]}x{shape[1]} input")
+            pairs = cropped
+        rows = compare(LiteRT(content, xnnpack=runtime), keras_model, pairs, task, level)
         numerics = {"validated": True, "xnnpack": runtime, **summarise(rows), "per_image": rows}
         resizable = _resizable_check(content, keras_model, fixed=shape is not None)
     lite = LiteRT(content)
