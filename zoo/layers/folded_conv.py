@@ -62,10 +62,10 @@ class FoldedNormConv(keras.layers.Layer):
                      if self.use_bias else None)
 
     def call(self, h):
-        ones = ops.ones_like(h[..., :1])
-        y = ops.conv(h, self.kernel, padding="same") + ops.conv(ones, self.border_kernel,
-                                                                padding="same")
-        return y + self.bias if self.use_bias else y
+        border = ops.conv(ops.ones_like(h[..., :1]), self.border_kernel, padding="same")
+        if self.use_bias:
+            border = border + self.bias  # the converter folds it into that conv: one add left
+        return ops.conv(h, self.kernel, padding="same") + border
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)

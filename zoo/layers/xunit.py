@@ -223,15 +223,14 @@ def _block_taps(kernel_size, block):
     return taps.reshape(n, n, block * block, block * block).astype("int32")
 
 
-# Two transposes each way (rows of blocks, then pixels within a block behind the channels) run
-# faster on XNNPACK than one 5-D transpose: int8 512x512x64, 4.2 vs 7.2 ms.
+# SPACE_TO_DEPTH (or DEPTH_TO_SPACE) and one 3-D transpose of each pixel's (b^2, C) channels: on
+# XNNPACK faster than one 5-D transpose (int8 512x512x64: benchmarks/results/xunit_pieces.md).
 
 def _blocks_to_channels(x, b, batch, rows, cols, channels):
     """``(N, rows b, cols b, C) -> (N, rows, cols, C b^2)``, channel ``c b^2 + i b + j``."""
-    x = ops.reshape(x, (batch * rows, b, cols, b * channels))
-    x = ops.transpose(x, (0, 2, 1, 3))                      # (N rows, cols, i, j C)
+    x = ops.space_to_depth(x, b)                            # channel (i b + j) C + c
     x = ops.reshape(x, (-1, b * b, channels))
-    x = ops.transpose(x, (0, 2, 1))                         # (N rows cols, C, i j)
+    x = ops.transpose(x, (0, 2, 1))
     return ops.reshape(x, (batch, rows, cols, channels * b * b))
 
 
@@ -239,6 +238,5 @@ def _channels_to_blocks(y, b, batch, rows, cols, channels):
     """The inverse of :func:`_blocks_to_channels`."""
     y = ops.reshape(y, (-1, channels, b * b))
     y = ops.transpose(y, (0, 2, 1))
-    y = ops.reshape(y, (batch * rows, cols, b, b * channels))
-    y = ops.transpose(y, (0, 2, 1, 3))
-    return ops.reshape(y, (batch, rows * b, cols * b, channels))
+    y = ops.reshape(y, (batch, rows, cols, b * b * channels))
+    return ops.depth_to_space(y, b)
