@@ -8,7 +8,7 @@ size to float32 and to int8 (calibrated on 4 random inputs) and run on XNNPACK:
 - depthwise convs of several kernel shapes (XNNPACK runs up to 25 taps fast, more ~50x slower);
 - the 3x3 dense conv 64->64 that the xNets are made of, and the grouped conv that
   ``XUnit(block=4)`` runs (4x4 pixel blocks, 1024 channels, 3x3 blocks);
-- the block layout's transposes (one 5-D transpose against two smaller ones);
+- the block layout (one 5-D transpose against SPACE_TO_DEPTH and a 3-D transpose);
 - the elementwise passes of the unit;
 - whole xUnits: the 9x9 kept whole, ``split=5`` and ``block=4``, with the int8 gate clip.
 
@@ -53,7 +53,7 @@ def cases(size):
     yield ("5-D transpose + grouped conv 3x3 on 4x4 blocks (1024 ch, 64 groups)", "conv",
            lambda x: keras.layers.Conv2D(16 * c, 3, padding="same", groups=c)(one_transpose(x)))
     yield "blocks to channels: one 5-D transpose", "layout", one_transpose
-    yield ("blocks to channels: two transposes (XUnit)", "layout",
+    yield ("blocks to channels: SPACE_TO_DEPTH + 3-D transpose (XUnit)", "layout",
            lambda x: _blocks_to_channels(x, 4, 1, rows, rows, c))
     yield "add a constant", "elementwise", lambda x: x + 1.0
     yield "multiply by itself", "elementwise", lambda x: x * x
