@@ -82,10 +82,10 @@ GATE_CLIP = 3.0              # |d| bound of the xUnit gate in int8 graphs (see x
 XUNIT_SPLIT = {"float32": 5, "float16": 5, "dynamic": 5, "int8": 5}
 # int8 exports with a fixed input size run each xUnit depthwise conv as a grouped conv on 4x4
 # pixel blocks instead (XUnit(block=4), exact): XNNPACK runs it on its int8 GEMM kernels, in one
-# accumulation with no rounded partial sums; one xUnit at 512x512x64 int8 takes 42 ms against
-# 78 ms split (benchmarks/results/xunit_pieces.md).  A resizable graph computes the block shapes
+# accumulation with no rounded partial sums; one int8 xUnit at 512x512x64 takes about half the
+# split's time (benchmarks/results/xunit_pieces.md).  A resizable graph computes the block shapes
 # at run time, which XNNPACK does not delegate (the block conv alone: 102 ms), so resizable
-# exports keep the split; float graphs too (150 ms blocks, 114 ms split).
+# exports keep the split; float graphs too (there the split is faster).
 XUNIT_BLOCK = 4
 
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
@@ -584,8 +584,8 @@ def measure_latency(content, sizes, threads=LATENCY_THREADS, runs=5, flops=None)
     """Median ``invoke()`` time of every (size, threads, XNNPACK on/off), after one warm-up run.
 
     A builtin-kernel setting whose warm-up run takes ``SLOW_BUILTIN`` times XNNPACK's median
-    or more is recorded from that one run (a grouped conv on the reference kernels can take
-    a minute a run).  ``flops``: a function ``(H, W) -> FLOPs`` to add the achieved GFLOP/s.
+    or more is recorded from that one run (xDnCNN with block xUnits on the reference kernels:
+    8 s a run at 512x512).  ``flops``: a function ``(H, W) -> FLOPs`` to add the achieved GFLOP/s.
     """
     rows = []
     for height, width in sizes:
