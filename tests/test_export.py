@@ -14,9 +14,8 @@ import zoo
 import zoo.pretrained
 from zoo.data import demo_images, write_image
 from zoo.layers import FoldedNormConv, XUnit
-from zoo.export import (LiteRT, MODES, card_path, convert, export, fold_batch_norms, load_model,
-                        model_flops,
-                        xunit_options)
+from zoo.export import (LiteRT, MODES, calibration_inputs, card_path, convert, export,
+                        fold_batch_norms, load_model, model_flops, xunit_options)
 from zoo.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,6 +183,18 @@ def test_fixed_int8_export_runs_xunits_on_pixel_blocks(tmp_path, rng):
     for height, width in ((42, 37), (16, 20)):
         x = rng.random((height, width, 1), dtype=np.float32)
         assert np.abs(runner(x) - np.asarray(model(x[None]))[0]).max() <= 1e-4
+
+
+@pytest.mark.parametrize("task,level,ratio", [("sr", 3, 1), ("sr", 3, 3), ("denoise", 25, 1)])
+def test_calibration_mirrors_small_images_up_to_a_large_fixed_input(task, level, ratio):
+    images = _images("gray", "train", 100, count=2)  # 100: not a multiple of the scale
+    batches = calibration_inputs(images, task=task, level=level, mode="gray", ratio=ratio,
+                                 upsampling="sub-pixel" if ratio > 1 else "interpolated",
+                                 input_shape=(120, 90), samples=3)
+    assert [b.shape for b in batches] == [(1, 120, 90, 1)] * 3
+    first = batches[0][0]  # mirrored: the row after the patch repeats its last row
+    side = 99 // ratio if task == "sr" else 100
+    assert np.array_equal(first[side], first[side - 1])
 
 
 def test_folding_batch_norms_into_convs_is_exact_at_the_borders(rng):

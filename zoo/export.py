@@ -393,10 +393,12 @@ def calibration_inputs(data, *, task, level, mode, upsampling="interpolated", ra
     """
     height, width = input_shape or (CALIBRATION_PATCH, CALIBRATION_PATCH)
     images = named_images(data, mode)
-    # a fixed input larger than every image gets patches of the largest size there is, mirrored
-    largest = max(min(image.shape[:2]) for _, image in images)
-    patch = min(max(height, width) * ratio, largest // ratio * ratio)
-    images = [(name, image) for name, image in images if min(image.shape[:2]) >= patch]
+    # a fixed input larger than every image gets patches of the largest size there is, mirrored;
+    # super-resolution pairs are first cropped to a multiple of the scale
+    multiple = int(level) if task == "sr" else 1
+    sides = [min(image.shape[:2]) // multiple * multiple for _, image in images]
+    patch = min(max(height, width) * ratio, max(sides) // ratio * ratio)
+    images = [pair for pair, side in zip(images, sides) if side >= patch]
     dataset = training_dataset(images, task=task, levels=[level], patch_size=patch,
                                batch_size=1, mode=mode, upsampling=upsampling, seed=seed,
                                shuffle_buffer=max(int(samples), 1))
