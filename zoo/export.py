@@ -554,9 +554,11 @@ def _crop_pairs(pairs, input_shape, ratio):
     return cropped
 
 
-def check_resizable(content, model, sizes=RESIZE_PROBE):
+def check_resizable(content, model, sizes=RESIZE_PROBE, image=None):
     """Runs a resizable .tflite at each ``(H, W)`` of ``sizes`` and compares it with Keras.
 
+    The inputs are top-left crops of ``image`` (a degraded ``HxWxC`` input, so that an int8
+    file sees what it was calibrated for) where it is large enough, else uniform noise.
     ``works``: it ran, the output has the Keras shape, is finite and agrees with Keras to
     ``AGREES_DB`` dB PSNR.
     """
@@ -568,7 +570,10 @@ def check_resizable(content, model, sizes=RESIZE_PROBE):
     result = {"sizes": [list(s) for s in sizes], "psnr_vs_keras": [], "max_abs_diff": 0.0}
     try:
         for height, width in sizes:
-            x = rng.random((height, width, channels), dtype=np.float32)
+            if image is not None and min(image.shape[0] - height, image.shape[1] - width) >= 0:
+                x = np.asarray(image[:height, :width], np.float32)
+            else:
+                x = rng.random((height, width, channels), dtype=np.float32)
             lite, reference = runner(x), _predict(model, x)
             if lite.shape != reference.shape:
                 raise ValueError(f"output {lite.shape} where Keras gives {reference.shape}")
@@ -680,11 +685,11 @@ def card_runtime(tflite):
     return None if found is None else found.group(1) == "true"
 
 
-def _resizable_check(content, model, fixed):
+def _resizable_check(content, model, fixed, image=None):
     """:func:`check_resizable` of the file, or for a fixed-shape export, of a float32 resizable
     conversion of the same model (does the model work resizable at all?)."""
     if not fixed:
-        return check_resizable(content, model)
+        return check_resizable(content, model, image=image)
     try:
         probe, _ = convert(model, "float32")
     except ValueError as error:
@@ -802,7 +807,8 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
             pairs = cropped
         rows = compare(LiteRT(content, xnnpack=runtime), keras_model, pairs, task, level)
         numerics = {"validated": True, "xnnpack": runtime, **summarise(rows), "per_image": rows}
-        resizable = _resizable_check(content, keras_model, fixed=shape is not None)
+        resizable = _resizable_check(content, keras_model, fixed=shape is not None,
+                                     image=pairs[0][1])
     lite = LiteRT(content)
 
     card = {
