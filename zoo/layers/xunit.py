@@ -74,6 +74,8 @@ class XUnit(keras.layers.Layer):
         if split is not None and block is not None:
             raise ValueError("split and block are two ways to run the depthwise conv: pick one")
         self.block = None if block is None else int(block)
+        # the grouped kernel's gather indices depend on the two sizes only
+        self._taps = None if block is None else _block_taps(self.kernel_size, self.block)
         self.gate_clip = None if gate_clip is None else float(gate_clip)
         self.norm_in = batch_norm(name="bn_in") if pre_norm else None
         self.depthwise = keras.layers.DepthwiseConv2D(
@@ -179,7 +181,7 @@ class XUnit(keras.layers.Layer):
         (``r = (k - 1) / 2`` is the conv's radius), or 0 outside the k x k kernel.
         """
         b, channels = self.block, x.shape[-1]
-        taps = _block_taps(self.kernel_size, b)
+        taps = self._taps
         # the k*k taps of each channel plus a zero row, gathered into the grouped kernel
         flat = ops.concatenate([ops.reshape(kernel, (-1, channels)),
                                 ops.zeros((1, channels), kernel.dtype)], axis=0)
