@@ -13,6 +13,8 @@ SPEC_COUNTS = [
     ("xdncnn_rgb", {}, "paper", 305_920),
     ("dncnn_s", {}, "paper", 556_032),
     ("dncnn_rgb", {}, "paper", 558_336),
+    ("dncnn_b", {}, "paper", 667_008),  # SPEC §5: 20 layers
+    ("dncnn_3", {}, "kernels", 664_704),
     ("srcnn", {}, "paper", 57_184),
     ("xsrcnn_f", {}, "paper", 32_576),
     ("xsrcnn_c", {}, "paper", 44_092),
@@ -75,7 +77,8 @@ def test_memnet_depth(blocks, recursions, expected):
     assert len(calls) == expected == memnet_depth(blocks, recursions)
 
 
-@pytest.mark.parametrize("name,depth", [("xdncnn", 9), ("dncnn_s", 17), ("vdsr", 20), ("srcnn", 3)])
+@pytest.mark.parametrize("name,depth", [("xdncnn", 9), ("dncnn_s", 17), ("dncnn_b", 20),
+                                        ("dncnn_3", 20), ("vdsr", 20), ("srcnn", 3)])
 def test_stated_depths(name, depth):
     model = zoo.build(name)
     channels = model.inputs[0].shape[-1]

@@ -51,15 +51,21 @@ def xdncnn(channels=1, filters=64, blocks=7, kernel_size=9, name="xdncnn"):
     return keras.Model(x, _residual_output(x, noise), name=name)
 
 
+@register("dncnn_3", paper=DNCNN, tasks=("denoise", "sr", "jpeg"), input="Y",
+          upsampling="interpolated", paper_params="20 layers (SPEC §5)", depth=20)
+@register("dncnn_b", paper=DNCNN, tasks=("denoise",), input="gray",
+          paper_params="20 layers (SPEC §5)", depth=20)
 @register("dncnn_rgb", paper=DNCNN, tasks=("derain", "denoise"), input="RGB",
           paper_params="558K", channels=3)
 @register("dncnn_s", paper=DNCNN, tasks=("denoise",), input="gray", paper_params="555K")
 def dncnn(channels=1, filters=64, depth=17, name="dncnn_s"):
-    """DnCNN-S, the xUnit paper's baseline: ``depth`` conv layers, residual learning.
+    """DnCNN (Zhang et al., TIP 2017): ``depth`` conv layers, residual learning.
 
     conv3x3 + ReLU; (depth - 2) x [conv3x3, BN, ReLU]; conv3x3 to ``channels``.
-    Gray: 556,032 parameters (the paper prints "555K", which no single counting
-    rule gives); RGB: 558,336 ("558K").
+    - ``dncnn_s`` (one sigma, the xUnit paper's baseline), 17 layers: 556,032 parameters (the
+      paper prints "555K", which no single counting rule gives); RGB: 558,336 ("558K").
+    - ``dncnn_b`` (blind gray denoising) and ``dncnn_3`` (one model for denoising, SR x2-x4 on
+      the bicubic-upsampled Y and JPEG deblocking), 20 layers: 667,008 (664,704 kernels).
     """
     x = image_input(channels)
     h = conv(filters, 3, "conv_in", activation="relu")(x)
