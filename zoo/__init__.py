@@ -3,12 +3,16 @@
 >>> import zoo
 >>> zoo.list_models("x*")
 >>> model = zoo.build("xdncnn")
+>>> model = zoo.build("xdncnn", weights="official-s25")   # the authors' weights, fetched once
+>>> zoo.list_pretrained("xdncnn")    # the cards: source, licence, our PSNR beside the paper's
 >>> zoo.count_params(model)          # xUnit paper convention: 303616
 """
 
 from zoo import layers, recipes  # registers the custom layers and optimiser for loading
 from zoo.params import count_params
+from zoo.pretrained import list_pretrained
 from zoo.registry import build, describe, info, list_models, register
 
-__all__ = ["build", "describe", "info", "list_models", "register", "count_params"]
+__all__ = ["build", "describe", "info", "list_models", "list_pretrained", "register",
+           "count_params"]
 __version__ = "0.1.0"

@@ -104,7 +104,8 @@ def cmd_restore(args):
 
 def add_inference_arguments(p):
     p.add_argument("--model", required=True, help="registry name (see 'zoo list')")
-    p.add_argument("--weights", help=".weights.h5 or .keras file (default: untrained weights)")
+    p.add_argument("--weights", help="a tag (zoo list --pretrained, e.g. official-s25), or a "
+                                     ".weights.h5 or .keras file (default: untrained weights)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder override")
     p.add_argument("--tile", type=int, help="tile size for bounded memory (pixels of the input)")
     p.add_argument("--overlap", type=int,
@@ -159,19 +160,35 @@ def cmd_list_pretrained(args):
         return 0
     rows = []
     for c in cards:
-        scores = "; ".join(f"{s} {lvl}: {m['psnr']:.2f} / {m['ssim']:.4f}"
-                           for s, by_level in c["results"].items() for lvl, m in by_level.items())
-        t = c["training"]
-        rows.append([c["model"], c["tag"], c["task"], ",".join(map(str, c["levels"])), scores,
-                     f"{t['steps']} steps, {t['wall_seconds'] / 60:.0f} min, {t['versions']['backend']}"])
-    print(markdown_table(["model", "weights", "task", "levels", "PSNR / SSIM (SPEC §4)", "training"], rows)
-          if rows else "no pretrained weights shipped")
+        ours = "; ".join(f"{r['set']} {r['task']} {r['level']}: {r['psnr']:.2f} / {r['ssim']:.4f}"
+                         for r in c["results"]) or "not measured yet"
+        paper = "; ".join(f"{p['set']} {p['level']}: {p['psnr']:.2f}"
+                          for p in c.get("paper", [])) or "-"
+        if "source" in c:
+            s = c["source"]
+            origin, licence = f"{s['repo']}@{s['commit'][:7]}", s["licence"].split(",")[0]
+        else:
+            t = c["training"]
+            origin = (f"ours: {t['steps']} steps, {t['wall_seconds'] / 60:.0f} min, "
+                      f"{t['versions']['backend']}")
+            licence, paper = "Apache-2.0 (this project)", "-"
+        rows.append([c["model"], c["tag"], origin, licence, ours, paper])
+    print(markdown_table(["model", "weights", "source", "licence", "ours: PSNR / SSIM (SPEC §4)",
+                          "paper PSNR"], rows) if rows else "no pretrained weights")
     return 0
 
 
 def cmd_publish(args):
-    from zoo.pretrained import publish
+    from zoo.pretrained import publish, publish_official
 
+    if args.official:
+        model, tag = args.official
+        card = publish_official(model, tag, args.data_root)
+        print(json.dumps(card["results"], indent=2))
+        print(f"wrote the card of {model} {tag}")
+        return 0
+    if not (args.run and args.tag and args.data):
+        raise ValueError("publish needs --run, --tag and --data (or --official MODEL TAG)")
     card = publish(args.run, args.tag, args.data, checkpoint=args.checkpoint, note=args.note or "")
     print(json.dumps(card["results"], indent=2))
     print(f"wrote {card['file']} and its card")
@@ -192,13 +209,19 @@ def build_parser():
     p = sub.add_parser("list", help="print the model table (names, papers, parameter counts)")
     p.add_argument("pattern", nargs="?", help="glob over model names, e.g. 'x*'")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
-    p.add_argument("--pretrained", action="store_true", help="list the shipped weights and their cards")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list the weights tags (official and ours) and their cards")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("publish", help="ship a run's best weights in zoo/weights with a measured card")
-    p.add_argument("--run", required=True, help="training output folder (with run.json, best.keras)")
-    p.add_argument("--tag", required=True, help="weights tag, e.g. bsd400-s25")
-    p.add_argument("--data", required=True, nargs="+", metavar="DIR", help="test sets for the card")
+    p = sub.add_parser("publish", help="ship a run's best weights in zoo/weights with a measured "
+                                       "card, or measure an official tag's card")
+    p.add_argument("--run", help="training output folder (with run.json, best.keras)")
+    p.add_argument("--tag", help="weights tag, e.g. bsd400-s25")
+    p.add_argument("--data", nargs="+", metavar="DIR", help="test sets for the card")
+    p.add_argument("--official", nargs=2, metavar=("MODEL", "TAG"),
+                   help="measure the card of an official tag on its test sets under --data-root")
+    p.add_argument("--data-root", default="../shared/data",
+                   help="with --official: the folder holding Set12, BSD68, Set5, Classic5")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last",
                    help="which checkpoint (best = chosen on the run's validation images)")
     p.add_argument("--note", help="free text for the card (e.g. why it falls short)")

@@ -1,10 +1,13 @@
-"""Weights that ship inside the package (``zoo/weights/``), each with a card.
+"""Weights by tag: our own, shipped in ``zoo/weights/``, and the authors' (``official-*``).
 
-A pretrained entry is two files, ``<model>-<tag>.weights.h5`` and
-``<model>-<tag>.card.json``; the card says how the weights were made (data,
-recipe, steps, wall time, hardware, backend, date), the builder overrides they
-need, and their PSNR/SSIM per test set under SPEC §4.
+A shipped entry is two files, ``<model>-<tag>.weights.h5`` and ``<model>-<tag>.card.json``; the
+card says how the weights were made (data, recipe, steps, wall time, hardware, backend, date),
+the builder overrides they need, and their PSNR/SSIM per test set under SPEC §4.  Official tags
+are fetched and converted on first use (:mod:`zoo.official`); their cards ship, their weights
+do not.  Every card's ``results`` is a list of rows ``{task, set, level, psnr, ssim, input_psnr,
+input_ssim}`` (official cards add ``paper_psnr``).
 
+    zoo.build("xdncnn", weights="official-s25")   # the authors' model
     zoo.build("xdncnn", weights="bsd400-s25")     # a shipped tag
     zoo.build("xdncnn", weights="my.weights.h5")  # or any weights file
 """
@@ -15,12 +18,14 @@ import re
 import warnings
 from pathlib import Path
 
+from zoo import official
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 def list_pretrained(model=None):
-    """The cards of the shipped weights (optionally of one model), sorted by model and tag."""
-    cards = []
+    """The cards of every tag (optionally of one model): official ones first, then shipped ones."""
+    cards = official.list_cards(model)
     for path in sorted(WEIGHTS_DIR.glob("*.card.json")):
         card = json.loads(path.read_text())
         if model is None or card["model"] == model:
@@ -35,7 +40,7 @@ def card(model, tag):
             return entry
     tags = [c["tag"] for c in list_pretrained(model)]
     raise ValueError(f"no pretrained weights {tag!r} for model {model!r}; "
-                     f"shipped: {', '.join(tags) if tags else 'none'} (see 'zoo list --pretrained')")
+                     f"known: {', '.join(tags) if tags else 'none'} (see 'zoo list --pretrained')")
 
 
 def weights_file(model, tag):
@@ -43,19 +48,27 @@ def weights_file(model, tag):
 
 
 def is_tag(weights):
-    """A shipped tag rather than a file: no folder in it and no weights-file suffix."""
+    """A tag rather than a file: no folder in it and no weights-file suffix."""
     text = os.fspath(weights)
     return os.path.sep not in text and not text.endswith((".h5", ".keras"))
 
 
-def resolve(model, weights):
-    """``(path, builder overrides)`` for ``weights``: a file path or a shipped tag of ``model``."""
+def build_with_weights(name, weights, builder, overrides=None):
+    """``builder(**overrides)`` with ``weights`` loaded: a file, a shipped tag or an official tag
+    (whose card's builder overrides come first)."""
+    overrides = dict(overrides or {})
     if not is_tag(weights):
         if not Path(weights).is_file():
             raise FileNotFoundError(f"weights file {os.fspath(weights)!r} not found")
-        return Path(weights), {}
-    entry = card(model, weights)
-    return weights_file(model, weights), dict(entry.get("overrides", {}))
+        return load_weights(builder(**overrides), Path(weights), name, overrides)
+    if official.is_official(weights) and any(
+            e.model == name and e.tag == weights for e in official.OFFICIAL):
+        entry = official.get(name, weights)
+        model = builder(**{**entry.overrides, **overrides})
+        return load_weights(model, official.weights_file(name, weights, model), name, overrides)
+    entry = card(name, weights)
+    model = builder(**{**entry.get("overrides", {}), **overrides})
+    return load_weights(model, weights_file(name, weights), name, overrides)
 
 
 def load_weights(model, path, name, overrides=None):
@@ -141,11 +154,7 @@ def publish(run_dir, tag, test_sets, *, checkpoint="last", weights_dir=None, not
                         - (run_dir / "run.json").stat().st_mtime)
     evaluation = evaluate_model(model, registry.info(name), config["task"], config["levels"],
                                 test_sets)
-    results = {}
-    for row in evaluation["results"]:
-        m = row["mean"]
-        results.setdefault(row["set"], {})[str(row["level"])] = {
-            k: round(m[k], 4) for k in ("psnr", "ssim", "input_psnr", "input_ssim")}
+    results = result_rows(evaluation)
     entry = {
         "model": name, "tag": tag, "overrides": overrides, "task": config["task"],
         "levels": config["levels"], "file": target.name, "bytes": target.stat().st_size,
@@ -161,6 +170,44 @@ def publish(run_dir, tag, test_sets, *, checkpoint="last", weights_dir=None, not
     tmp.write_text(json.dumps(entry, indent=2) + "\n")
     os.replace(tmp, card_path)
     return entry
+
+
+def publish_official(model, tag, data_root, *, cards_dir=None):
+    """Measures the official ``tag`` of ``model`` on the card's test sets (folders under
+    ``data_root``; those missing are left out) and writes its card.  Returns the card."""
+    import datetime
+
+    from zoo import registry
+    from zoo.evaluate import evaluate_model
+
+    entry = official.get(model, tag)
+    built = registry.build(model, weights=tag)
+    card = official.base_card(entry)
+    paper = {(p["task"], p["set"], p["level"]): p["psnr"] for p in card["paper"]}
+    for task, levels, sets in entry.evaluations:
+        folders = [Path(data_root) / s for s in sets if (Path(data_root) / s).is_dir()]
+        if not folders:
+            continue
+        evaluation = evaluate_model(built, registry.info(model), task, list(levels), folders)
+        for row in result_rows(evaluation):
+            row["paper_psnr"] = paper.get((task, row["set"], row["level"]), "not reported")
+            card["results"].append(row)
+    card.update(protocol="SPEC §4 (zoo evaluate)", date=datetime.date.today().isoformat())
+    folder = Path(cards_dir or official.CARDS_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{entry.cache_name}.card.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, path)
+    return card
+
+
+def result_rows(evaluation):
+    """A card's ``results``: one row per (task, set, level) of a ``zoo.evaluate.evaluate_model``
+    result, means rounded to 4 decimals."""
+    return [{"task": evaluation["task"], "set": r["set"], "level": r["level"],
+             **{k: round(r["mean"][k], 4) for k in ("psnr", "ssim", "input_psnr", "input_ssim")}}
+            for r in evaluation["results"]]
 
 
 def _best(run_dir):

@@ -122,11 +122,12 @@ def info(name):
 def build(name, /, weights=None, **overrides):
     """Builds the registered model ``name`` with keyword ``overrides``.
 
-    ``weights``: a shipped tag (``zoo list --pretrained``; its card's builder
+    ``weights``: a tag (``zoo list --pretrained``: the authors' ``official-*`` ones,
+    fetched and converted on first use, or our shipped ones; the card's builder
     overrides are applied) or a ``.weights.h5`` file.
 
     >>> model = build("memnet", blocks=4, recursions=6)
-    >>> model = build("xdncnn", weights="bsd400-s25")
+    >>> model = build("xdncnn", weights="official-s25")
     """
     entry = info(name)
     accepted = entry.accepted_overrides()
@@ -138,9 +139,7 @@ def build(name, /, weights=None, **overrides):
         return entry.builder(**overrides)
     from zoo import pretrained
 
-    path, card_overrides = pretrained.resolve(name, weights)
-    model = entry.builder(**{**card_overrides, **overrides})
-    return pretrained.load_weights(model, path, name)
+    return pretrained.build_with_weights(name, weights, entry.builder, overrides)
 
 
 def describe(name, /, **overrides):
