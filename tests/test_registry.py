@@ -1,7 +1,5 @@
 """The registry and the command line: names, descriptions, clear errors."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -73,9 +71,11 @@ def test_cli_list_prints_every_model(capsys):
     assert "303,616" in out  # xDnCNN under the paper's convention
 
 
-def test_cli_error_is_one_line():
-    result = subprocess.run([sys.executable, "-m", "zoo", "list", "--json", "nothing*"],
-                            capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.strip() == "[]"
-    result = subprocess.run([sys.executable, "-m", "zoo", "frobnicate"], capture_output=True, text=True)
-    assert result.returncode == 2 and "invalid choice" in result.stderr
+def test_cli_error_is_one_line(capsys):
+    from zoo import cli
+
+    assert cli.main(["list", "--json", "nothing*"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["frobnicate"])
+    assert caught.value.code == 2 and "invalid choice" in capsys.readouterr().err

@@ -1,7 +1,5 @@
 """Inference: tiling, patch averaging, self-ensemble, colour handling, files, bad input."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -144,11 +142,6 @@ def test_restore_refuses_to_write_next_to_its_input(tmp_path, rng):
         restore_files(model, zoo.info("xnet"), [tmp_path / "a.png"], tmp_path)
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
-
-
 @pytest.fixture
 def folder(tmp_path, rng):
     (tmp_path / "in").mkdir()
@@ -162,10 +155,14 @@ def folder(tmp_path, rng):
     (lambda p: [(p / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken") and p / "bad.png"],
      "cannot read image"),
 ])
-def test_bad_inputs_are_one_line_errors(folder, make, message):
-    result = _cli("restore", "--model", "xnet", "--set", "layers=1", *make(folder), "--out", folder / "out")
-    assert result.returncode == 2, result.stderr[-500:]
-    assert message in result.stderr and "Traceback" not in result.stderr
+def test_bad_inputs_are_one_line_errors(folder, make, message, capsys):
+    from zoo import cli
+
+    code = cli.main(["restore", "--model", "xnet", "--set", "layers=1",
+                     *map(str, make(folder)), "--out", str(folder / "out")])
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr[-500:]
+    assert message in stderr and "Traceback" not in stderr
 
 
 def test_weights_of_another_model_name_both(tmp_path):

@@ -69,6 +69,7 @@ def test_tensorboard_has_validation_psnr_and_images(folder, tmp_path):
     assert any(t.endswith("loss") for t in tags["scalars"])
 
 
+@pytest.mark.slow  # two 3000-step runs, one killed: about two minutes
 def test_killed_run_resumes_from_its_step(folder, tmp_path):
     out = tmp_path / "run"
     args = TINY + ["--train", str(folder), "--val", str(folder), "--steps", "3000",
@@ -152,20 +153,24 @@ def test_multi_supervised_loss_is_eq12(rng):
     (["--task", "jpeg", "--level", "0"], "JPEG qualities lie in 1..100"),
     (["--patch", "500"], "is at least 500x500 px"),
 ])
-def test_bad_input_is_a_one_line_error(folder, tmp_path, args, message):
-    process = _cli(["--model", "xnet", "--train", str(folder), "--steps", "1",
-                    "--out", str(tmp_path)] + args)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 2
+def test_bad_input_is_a_one_line_error(folder, tmp_path, args, message, capsys):
+    from zoo import cli
+
+    code = cli.main(["train", "--model", "xnet", "--train", str(folder), "--steps", "1",
+                     "--out", str(tmp_path)] + args)
+    stderr = capsys.readouterr().err
+    assert code == 2
     errors = [line for line in stderr.splitlines() if line.startswith("zoo train: error:")]
     assert len(errors) == 1 and message in errors[0]
     assert "Traceback" not in stderr
 
 
-def test_empty_folder_is_a_one_line_error(tmp_path):
-    process = _cli(["--train", str(tmp_path), "--steps", "1", "--out", str(tmp_path / "run")])
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 2 and "no image files" in stderr and "Traceback" not in stderr
+def test_empty_folder_is_a_one_line_error(tmp_path, capsys):
+    from zoo import cli
+
+    code = cli.main(["train", "--train", str(tmp_path), "--steps", "1", "--out", str(tmp_path / "run")])
+    stderr = capsys.readouterr().err
+    assert code == 2 and "no image files" in stderr and "Traceback" not in stderr
 
 
 def test_mixed_precision_computes_in_bfloat16_on_cpu(folder, tmp_path):
@@ -199,6 +204,7 @@ print(json.dumps({"backend": run["versions"]["backend"], "steps": run["steps"],
 """
 
 
+@pytest.mark.slow  # a JAX process without TensorFlow: about 30 s
 def test_jax_backend_trains_without_tensorflow_and_tf_loads_the_weights(folder, tmp_path):
     pytest.importorskip("jax")
     config = {"model": "xnet", "overrides": {"layers": 2, "filters": 16}, "train": [str(folder)],
