@@ -166,7 +166,8 @@ def cmd_list_pretrained(args):
                           for p in c.get("paper", [])) or "-"
         if "source" in c:
             s = c["source"]
-            origin, licence = f"{s['repo']}@{s['commit'][:7]}", s["licence"].split(",")[0]
+            origin = f"{s['repo']}@{s['commit'][:7]}"
+            licence = s["licence"].split(":")[0].split(",")[0]  # "none" or "MIT"
         else:
             t = c["training"]
             origin = (f"ours: {t['steps']} steps, {t['wall_seconds'] / 60:.0f} min, "
