@@ -8,6 +8,7 @@ import keras
 
 import zoo
 from zoo import pretrained
+from zoo.publish import publish
 from zoo.evaluate import evaluate_model
 from zoo.train import TrainConfig, train
 
@@ -35,7 +36,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_publish_then_build_by_tag(tiny_run, weights_dir):
-    card = pretrained.publish(tiny_run / "run", "demo-s25", [tiny_run / "images"],
+    card = publish(tiny_run / "run", "demo-s25", [tiny_run / "images"],
                               weights_dir=weights_dir)
     assert card["overrides"] == {"layers": 1, "filters": 8}
     assert (weights_dir / "xnet-demo-s25.weights.h5").exists()
@@ -53,13 +54,13 @@ def test_publish_then_build_by_tag(tiny_run, weights_dir):
 
 
 def test_unknown_tag_lists_the_shipped_ones(tiny_run, weights_dir):
-    pretrained.publish(tiny_run / "run", "demo-s25", [tiny_run / "images"], weights_dir=weights_dir)
+    publish(tiny_run / "run", "demo-s25", [tiny_run / "images"], weights_dir=weights_dir)
     with pytest.raises(ValueError, match=r"no pretrained weights 'bsd400' for model 'xnet'; known: demo-s25"):
         zoo.build("xnet", weights="bsd400")
 
 
 def test_shipped_weights_into_the_wrong_model_fail_clearly(tiny_run, weights_dir):
-    pretrained.publish(tiny_run / "run", "demo-s25", [tiny_run / "images"], weights_dir=weights_dir)
+    publish(tiny_run / "run", "demo-s25", [tiny_run / "images"], weights_dir=weights_dir)
     with pytest.raises(ValueError, match=r"does not fit model 'xnet': \d+ layer\(s\)"):
         zoo.build("xnet", weights="demo-s25", filters=16)
     corrupt = weights_dir / "corrupt.weights.h5"

@@ -12,6 +12,7 @@ from zoo import layers, recipes  # registers the custom layers and optimiser for
 from zoo.params import count_params
 from zoo.pretrained import list_pretrained
 from zoo.registry import build, describe, info, list_models, register
+from zoo import models  # noqa: E402,F401  (registers every builder)
 
 __all__ = ["build", "describe", "info", "list_models", "list_pretrained", "register",
            "count_params"]

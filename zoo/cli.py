@@ -180,7 +180,7 @@ def cmd_list_pretrained(args):
 
 
 def cmd_publish(args):
-    from zoo.pretrained import publish, publish_official
+    from zoo.publish import publish, publish_official
 
     if args.official:
         model, tag = args.official

@@ -14,7 +14,7 @@ network.  Any failure is one line naming the URL and the mirror variable, and le
 it was.
 
 The cards (``zoo/weights/official/*.card.json``) hold our measurements under SPEC §4 beside the
-papers' numbers; ``zoo publish --official MODEL TAG`` (re)makes one.
+papers' numbers; ``zoo publish --official MODEL TAG`` (:mod:`zoo.publish`) (re)makes one.
 """
 
 import dataclasses

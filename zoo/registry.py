@@ -95,8 +95,7 @@ def _bind(builder, name, defaults):
 
 
 def _models():
-    # Importing the models package runs every @register decorator once.
-    from zoo import models  # noqa: F401
+    # ``zoo/__init__`` imports ``zoo.models``, which runs every @register decorator once.
     return _REGISTRY
 
 
