@@ -88,6 +88,12 @@ def test_prediction_spectra_cover_every_head():
 
 # --- Short runs and xUnit Fig. 3 -------------------------------------------------
 
+@pytest.mark.parametrize("name", ["srcnn", "xsrcnn_f", "srresnet"])
+def test_start_as_identity_refuses_non_residual_models(name):
+    with pytest.raises(ValueError, match="is not residual"):
+        start_as_identity(zoo.build(name, **({"blocks": 1} if name == "srresnet" else {})))
+
+
 @pytest.mark.parametrize("name,overrides", [
     ("convnet", {"layers": 2, "filters": 8}),
     ("xnet", {"layers": 2, "filters": 8}),

@@ -115,6 +115,14 @@ def test_gray_model_on_colour_needs_per_channel(rng):
     assert out.shape == image.shape
 
 
+def test_nlrn_super_resolves_the_y_of_a_colour_image(rng):
+    # NLRN restores gray (denoising) and Y (SR): a colour image is not refused
+    model = zoo.build("nlrn", states=1, filters=8, embed_filters=4)
+    out = restore_image(model, rng.random((8, 10, 3), dtype="float32"), zoo.info("nlrn"),
+                        task="sr", scale=2)
+    assert out.shape == (16, 20, 3)
+
+
 def test_interpolated_sr_model_upscales_first(rng):
     model = zoo.build("srcnn")
     out = restore_image(model, rng.random((10, 12, 3), dtype="float32"), zoo.info("srcnn"),

@@ -134,6 +134,10 @@ def start_as_identity(model):
     Returns ``model``.
     """
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    outputs = {id(t) for t in keras.tree.flatten(model.outputs)}
+    if any(id(node.output_tensors[0]) in outputs for node in convs[-1]._inbound_nodes):
+        raise ValueError(f"{model.name} is not residual (its last conv is its output): zeroing "
+                         "that conv would give a black image, not the identity")
     for weight in convs[-1].weights:
         weight.assign(np.zeros(weight.shape, weight.dtype))
     return model

@@ -109,7 +109,8 @@ def add_inference_arguments(p):
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder override")
     p.add_argument("--tile", type=int, help="tile size for bounded memory (pixels of the input)")
     p.add_argument("--overlap", type=int,
-                   help="tile overlap (default: from the model's receptive field, at most 32)")
+                   help="tile overlap (default: the smallest exact one, from the model's "
+                        "receptive field; MemNet M6R6: 197)")
     p.add_argument("--patches", type=int, help="NLRN protocol: patch size of averaged patches")
     p.add_argument("--stride", type=int, help="stride of --patches (NLRN: 7)")
     p.add_argument("--ensemble", action="store_true", help="self-ensemble over the 8 dihedral transforms")
@@ -328,7 +329,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError) as error:
+    except (ValueError, OSError) as error:  # user errors; anything else is a bug: traceback
         print(f"zoo {args.command}: error: {error}", file=sys.stderr)
         return 2
 

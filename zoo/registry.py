@@ -16,6 +16,11 @@ TASKS = ("denoise", "sr", "jpeg", "derain")
 INPUTS = ("gray", "Y", "RGB")
 
 
+class OverrideError(ValueError, TypeError):
+    """A builder override the model does not take (a user error, so a ValueError; a TypeError as
+    an unknown keyword argument is in Python)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
     """What the registry knows about a model besides its builder.
@@ -132,7 +137,7 @@ def build(name, /, weights=None, **overrides):
     accepted = entry.accepted_overrides()
     unknown = [k for k in overrides if k not in accepted]
     if unknown:
-        raise TypeError(f"Model {name!r} takes no override {', '.join(map(repr, unknown))}. "
+        raise OverrideError(f"Model {name!r} takes no override {', '.join(map(repr, unknown))}. "
                         f"It takes: {', '.join(accepted)}.")
     if weights is None:
         return entry.builder(**overrides)

@@ -8,7 +8,7 @@ from zoo.registry import register
 
 
 @register("nlrn", paper="NLRN (Liu et al., NeurIPS 2018)", tasks=("denoise", "sr"),
-          input="gray", upsampling="interpolated", paper_params="330K", convention="kernels")
+          input="Y", upsampling="interpolated", paper_params="330K", convention="kernels")
 def nlrn(channels=1, states=12, filters=128, embed_filters=64, neighbourhood=35,
          propagation=True, name="nlrn"):
     """NLRN with ``states`` recurrent states sharing their weights (§4, Fig. 3).
