@@ -61,7 +61,8 @@ def test_unknown_tag_lists_the_shipped_ones(tiny_run, weights_dir):
 
 def test_shipped_weights_into_the_wrong_model_fail_clearly(tiny_run, weights_dir):
     publish(tiny_run / "run", "demo-s25", [tiny_run / "images"], weights_dir=weights_dir)
-    with pytest.raises(ValueError, match=r"does not fit model 'xnet': \d+ layer\(s\)"):
+    with pytest.raises(ValueError, match=r"does not fit model 'xnet' with overrides "
+                                         r"\{'filters': 16\}: \d+ layer\(s\)"):
         zoo.build("xnet", weights="demo-s25", filters=16)
     corrupt = weights_dir / "corrupt.weights.h5"
     corrupt.write_bytes(b"\x89HDF\r\n garbage")
