@@ -265,7 +265,9 @@ def _cached(entry):
     return target
 
 
-def _write_atomically(path, write):
+def write_atomically(path, write):
+    """``write(staged)`` to a temporary name beside ``path``, then renamed over it; nothing is
+    left behind on failure."""
     staged = path.with_name(f".{path.name}.partial")
     try:
         write(staged)
@@ -299,8 +301,8 @@ def weights_file(name, tag, model):
         meta = {"model": name, "tag": tag, "url": entry.source.url,
                 "source_sha256": entry.source.sha256, "sha256": sha256(converted),
                 "licence": entry.source.licence}
-        _write_atomically(target, lambda p: shutil.copyfile(converted, p))
-        _write_atomically(record, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+        write_atomically(target, lambda p: shutil.copyfile(converted, p))
+        write_atomically(record, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return target
 
 

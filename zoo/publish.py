@@ -61,10 +61,7 @@ def publish(run_dir, tag, test_sets, *, checkpoint="last", weights_dir=None, not
                      "versions": run["versions"], "best_val_psnr": _best(run_dir)},
         "date": datetime.date.today().isoformat(), "note": note,
     }
-    card_path = weights_dir / f"{name}-{tag}.card.json"
-    tmp = card_path.with_name(f".{card_path.name}.tmp")
-    tmp.write_text(json.dumps(entry, indent=2) + "\n")
-    os.replace(tmp, card_path)
+    _write_json(weights_dir / f"{name}-{tag}.card.json", entry)
     return entry
 
 
@@ -86,11 +83,12 @@ def publish_official(model, tag, data_root, *, cards_dir=None):
     card.update(protocol="SPEC §4 (zoo evaluate)", date=datetime.date.today().isoformat())
     folder = Path(cards_dir or official.CARDS_DIR)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{entry.cache_name}.card.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, path)
+    _write_json(folder / f"{entry.cache_name}.card.json", card)
     return card
+
+
+def _write_json(path, value):
+    official.write_atomically(path, lambda p: p.write_text(json.dumps(value, indent=2) + "\n"))
 
 
 def _best(run_dir):
