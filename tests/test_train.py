@@ -130,6 +130,32 @@ def test_mirrored_strategy_trains_on_two_cpus(folder, tmp_path):
     assert np.isfinite(model.predict(np.full((1, 20, 20, 1), 0.5, "float32"), verbose=0)).all()
 
 
+def test_steps_are_exact_and_the_schedule_ends_at_the_recipes_final_rate(folder, tmp_path,
+                                                                         capsys):
+    from zoo.cli import main
+    from zoo.recipes import get_recipe
+
+    # --steps 7 with epochs of 5: one full epoch and a last one of 2 (not 10 steps in all)
+    args = ["train", "--model", "xnet", "--set", "layers=1", "--set", "filters=8", "--patch", "24",
+            "--batch", "4", "--val-limit", "1", "--train", str(folder), "--val", str(folder),
+            "--steps", "7", "--steps-per-epoch", "5", "--recipe", "demo", "--out", str(tmp_path)]
+    assert main(args) == 0
+    saved = json.loads((tmp_path / "run.json").read_text())
+    assert saved["steps"] == 7 and saved["resumed_from_step"] == 0
+    assert len(saved["history"]["loss"]) == 2  # two epochs, the last one shorter
+    final_rate = get_recipe("demo").final_learning_rate  # 1e-3 -> 1e-4
+    assert saved["final"]["learning_rate"] == pytest.approx(final_rate, rel=1e-5)
+    assert saved["history"]["learning_rate"][-1] == pytest.approx(final_rate, rel=1e-5)
+    printed = capsys.readouterr().out
+    assert "5/5" in printed and "2/2" in printed  # the progress bar shows the short epoch
+    with np.load(tmp_path / "backup" / "state.npz") as state:
+        assert int(state["step"]) == 7  # the last step is backed up: a rerun has nothing to do
+    assert main(args) == 0
+    again = json.loads((tmp_path / "run.json").read_text())
+    assert again["resumed_from_step"] == 7 and again["steps"] == 7
+    assert again["weights_sha256"] == saved["weights_sha256"]
+
+
 def test_multi_supervised_loss_is_eq12(rng):
     model = zoo.build("memnet", blocks=3, recursions=1, filters=4, multi_supervised=True)
     weights = multi_supervised_loss_weights(model.output)

@@ -62,6 +62,10 @@ def cmd_train(args):
     print(markdown_table(["", "PSNR (dB)", "SSIM"],
                          [["degraded input", f"{final['input_psnr']:.2f}", f"{final['input_ssim']:.4f}"],
                           [config.model, f"{final['val_psnr']:.2f}", f"{final['val_ssim']:.4f}"]]))
+    if not run.get("chief", True):  # a multi-worker run's other worker: nothing was kept here
+        print(f"\n{run['steps']} steps in {run['wall_seconds']:.0f} s. This worker is not the "
+              "chief: checkpoints, run.json and TensorBoard logs are in the chief's --out.")
+        return 0
     print(f"\n{run['steps']} steps in {run['wall_seconds']:.0f} s. Checkpoints and run.json in "
           f"{config.out}/; TensorBoard: tensorboard --logdir {config.out}/logs")
     return 0
@@ -320,8 +324,9 @@ def add_train_arguments(p):
     p.add_argument("--mixed-precision", action="store_true",
                    help="float16 on GPU, bfloat16 on CPU")
     p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],
-                   help="tf.distribute strategy: mirrored = all GPUs of this machine; "
-                        "multiworker reads TF_CONFIG")
+                   help="tf.distribute strategy: mirrored = all GPUs of this machine (under "
+                        "JAX: keras.distribution.DataParallel over the local devices); "
+                        "multiworker = one process per machine, reads TF_CONFIG (TensorFlow)")
 
 
 def main(argv=None):
