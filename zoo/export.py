@@ -42,6 +42,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -50,6 +51,7 @@ from zoo.data.demo import demo_images
 from zoo.data.pipeline import check_levels, evaluation_pairs, named_images, training_dataset
 from zoo.export_card import machine, write_card
 from zoo.layers import FoldedNormConv, XUnit
+from zoo.layers.normalization import inference_affine
 from zoo.metrics import protocol_metrics, psnr
 from zoo.params import count_params
 from zoo.pretrained import describe_error, is_tag, load_weights
@@ -209,6 +211,156 @@ def xunit_options(model, gate_clip=None, split=None, block=None):
     copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _consumers(model):
+    """id(layer) -> the layers that read its output (one entry per call)."""
+    consumers = collections.defaultdict(list)
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            for tensor in node.input_tensors:
+                consumers[id(tensor._keras_history.operation)].append(layer)
+    return consumers
+
+
+def _single_input(layer):
+    """The layer that feeds ``layer``, if it is called once on one tensor; else None."""
+    nodes = layer._inbound_nodes
+    if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
+        return None
+    return nodes[0].input_tensors[0]._keras_history.operation
+
+
+def _scalable_norm(norm):
+    """A batch norm whose input may be scaled per channel (gamma absorbs the scale)."""
+    return (isinstance(norm, keras.layers.BatchNormalization) and norm.scale
+            and norm.axis in (-1, 3, [-1], [3]) and len(norm._inbound_nodes) == 1)
+
+
+def _plain_conv(conv):
+    return (type(conv) is keras.layers.Conv2D and conv.groups == 1
+            and conv.activation is keras.activations.linear and len(conv._inbound_nodes) == 1)
+
+
+def _equalisable_units(model):
+    """``[(conv, unit, readers)]``: xUnits with a pre-norm fed by a plain ``Conv2D`` that
+    nothing else reads, and the layers that read the unit (each a batch norm or a plain
+    ``Conv2D``, else ``readers`` is None: the unit's output scale then stays as it is)."""
+    consumers = _consumers(model)
+    found = []
+    for unit in model.layers:
+        if (not isinstance(unit, XUnit) or unit.norm_in is None or not unit.norm_in.scale
+                or len(unit._inbound_nodes) != 1):
+            continue
+        conv = _single_input(unit)
+        if conv is None or not _plain_conv(conv) or consumers[id(conv)] != [unit]:
+            continue
+        readers = consumers[id(unit)]
+        if not readers or not all(_scalable_norm(r) or _plain_conv(r) for r in readers):
+            readers = None
+        found.append((conv, unit, readers))
+    return found
+
+
+def equalise_scales(model, calibration, batch=16):
+    """A copy of a functional ``model`` whose xUnits' per-channel scales are equalised on the
+    ``calibration`` inputs (float-exact), or ``model`` itself if no xUnit qualifies.
+
+    int8 graphs quantize each activation tensor with one scale, so a few channels of large range
+    set the step for all the others; in a converged xDnCNN a conv output's channels span ranges
+    from 0.2 to 157 and the xUnit's batch norm then multiplies the small ones by up to 8.5 (the
+    official weights lose 6.7 dB).  Two positive per-channel scales per xUnit
+    ``z * exp(-BN2(DW(ReLU(BN1(z))))^2)`` fed by a conv (``z = conv(h)``) leave every output
+    unchanged:
+
+    - ``a``: the conv's output channel ``c`` (kernel and bias) times ``a_c``; ``BN1`` divides
+      it out (its moving mean times ``a_c``, gamma over ``a_c``), so the gate is the same and
+      the unit's output is ``a_c`` times larger, which the layers reading it divide out: a
+      batch norm as ``BN1`` does, a conv by its kernel's input channel ``c``.  ``a_c = G / m_c``
+      with ``m_c = max |z_c|``: every channel of ``z`` and of the unit's output then spans the
+      same range (``|z g| <= |z|``).
+    - ``b``: ``BN1``'s output channel times ``b_c`` (gamma and beta), divided out by the
+      depthwise kernel's channel (ReLU commutes with a positive scale): every channel of
+      ``BN1``'s product ``s z`` and of the ReLU output ends within the same bound.
+
+    A unit read by anything else (an add, the output) keeps ``a = 1``; shared layers (MemNet's
+    recursions) are left alone.
+    """
+    units = _equalisable_units(model)
+    if not units or not calibration:
+        return model
+    probe = keras.Model(model.inputs, [conv.output for conv, _, _ in units])
+    peaks = [None] * len(units)         # per unit: max |z_c|, max |s_c z_c|, max ReLU(BN1(z))_c
+    affine = [[ops.convert_to_numpy(v) for v in inference_affine(unit.norm_in)]
+              for _, unit, _ in units]
+    for start in range(0, len(calibration), batch):
+        x = np.concatenate(calibration[start:start + batch])
+        with warnings.catch_warnings():  # a bare array for the one named input
+            warnings.simplefilter("ignore")
+            outputs = probe(x, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        for i, z in enumerate(outputs):
+            z = ops.convert_to_numpy(z).reshape(-1, z.shape[-1])
+            scale, shift = affine[i]
+            bn = scale * z + shift
+            relu = np.maximum(bn, 0) if units[i][1].relu else np.abs(bn)
+            stats = np.stack([np.abs(z).max(0), np.abs(scale * z).max(0), relu.max(0)])
+            peaks[i] = stats if peaks[i] is None else np.maximum(peaks[i], stats)
+
+    changes = collections.defaultdict(dict)   # id(layer) -> {"out": a, "in": 1/a, "bn": ...}
+    for (conv, unit, readers), (z_peak, product_peak, relu_peak) in zip(units, peaks):
+        a = _ratios(z_peak) if readers is not None else np.ones_like(z_peak)
+        # after a, BN1's product and ReLU output are b * (s z) and b * ReLU(BN1(z)) as before
+        b = _ratios(np.maximum(product_peak, relu_peak))
+        changes[id(conv)]["out"] = a
+        changes[id(unit)]["unit"] = (a, b)
+        for reader in readers or ():
+            changes[id(reader)]["in"] = changes[id(reader)].get("in", 1.0) / a
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    for source, target in zip(model.layers, copy.layers):
+        change = changes.get(id(source))
+        if change:
+            _rescale(target, **change)
+    return copy
+
+
+def _ratios(peak):
+    """Positive per-channel factors that bring every channel's ``peak`` to their median
+    (channels that are all but zero keep factor 1)."""
+    typical = float(np.median(peak[peak > 0])) if np.any(peak > 0) else 1.0
+    alive = peak > 1e-6 * typical
+    return np.where(alive, typical / np.where(alive, peak, 1.0), 1.0).astype("float32")
+
+
+def _rescale_norm(norm, into=1.0, out=1.0):
+    """``norm`` reads ``into`` times its input per channel and writes ``out`` times its output."""
+    norm.moving_mean.assign(ops.convert_to_numpy(norm.moving_mean) * into)
+    norm.gamma.assign(ops.convert_to_numpy(norm.gamma) * out / into)
+    if norm.center:
+        norm.beta.assign(ops.convert_to_numpy(norm.beta) * out)
+
+
+def _rescale(layer, out=None, unit=None, **kwargs):
+    """Applies the :func:`equalise_scales` factors to one (copied) layer."""
+    into = kwargs.get("in")
+    if isinstance(layer, XUnit):
+        a, b = unit
+        _rescale_norm(layer.norm_in, into=a, out=b)
+        kernel = ops.convert_to_numpy(layer.depthwise.kernel)
+        layer.depthwise.kernel.assign(kernel / b[None, None, :, None])
+    elif isinstance(layer, keras.layers.BatchNormalization):
+        _rescale_norm(layer, into=1.0 / into)
+    else:  # a plain Conv2D
+        kernel = ops.convert_to_numpy(layer.kernel)
+        if into is not None:
+            kernel = kernel * np.asarray(into, "float32")[None, None, :, None]
+        if out is not None:
+            kernel = kernel * out
+            if layer.use_bias:
+                layer.bias.assign(ops.convert_to_numpy(layer.bias) * out)
+        layer.kernel.assign(kernel)
 
 
 def fold_batch_norms(model):
@@ -771,10 +923,16 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
     xunit_split = XUNIT_SPLIT.get(mode) if xunit_split is None else xunit_split
     if xunit_block is None:
         xunit_block = XUNIT_BLOCK if mode == "int8" and shape else 0
-    converted = xunit_options(keras_model, gate_clip=gate_clip, split=xunit_split,
+    source = equalise_scales(keras_model, calibration) if mode == "int8" else keras_model
+    converted = xunit_options(source, gate_clip=gate_clip, split=xunit_split,
                               block=xunit_block)
     applied = _xunit_applied(converted) if converted is not keras_model else {}
     notes += _xunit_notes(applied)
+    if source is not keras_model:
+        count = len(_equalisable_units(keras_model))
+        applied["equalised_xunits"] = count
+        notes.append(f"{count} xUnit(s) with per-channel scales equalised on the calibration "
+                     "inputs (exact: the batch norms and convs around them divide them out)")
     folded = fold_batch_norms(converted) if mode == "int8" else converted
     if folded is not converted:
         count = sum(isinstance(layer, FoldedNormConv) for layer in folded.layers)
