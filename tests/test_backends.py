@@ -32,6 +32,7 @@ JAX_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_every_model_runs_under_jax_with_tensorflow_numbers(tmp_path, rng):
     expected = {}
     for name in zoo.list_models():
