@@ -14,7 +14,7 @@ import keras
 
 import zoo
 from zoo.data import demo_images, write_image
-from zoo.train import TrainConfig, multi_supervised_loss_weights, train
+from zoo.train import TrainConfig, build_model, multi_supervised_loss_weights, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model", "xnet", "--set", "layers=2", "--set", "filters=16", "--patch", "24",
@@ -251,3 +251,20 @@ def test_jax_backend_trains_without_tensorflow_and_tf_loads_the_weights(folder, 
     model.set_weights(trained.get_weights())
     x = np.random.default_rng(0).random((1, 20, 20, 1), dtype="float32")
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(trained(x)), atol=1e-6)
+
+
+@pytest.mark.parametrize("name,overrides", [("xdncnn", {"filters": 8, "blocks": 1}),
+                                            ("dncnn_s", {"depth": 3, "filters": 8})])
+def test_residual_models_start_as_the_identity_unless_asked_not_to(rng, name, overrides):
+    image = rng.random((1, 12, 10, 1), dtype="float32")
+    identity = build_model(TrainConfig(model=name, overrides=overrides))
+    np.testing.assert_allclose(np.asarray(identity(image, training=False)), image, atol=1e-6)
+    plain = build_model(TrainConfig(model=name, overrides=overrides, identity_start=False))
+    assert np.abs(np.asarray(plain(image, training=False)) - image).mean() > 1e-3
+
+
+def test_a_non_residual_model_keeps_its_initialisation(rng):
+    model = build_model(TrainConfig(model="srcnn", task="sr", levels=[3]))
+    assert np.abs(keras.ops.convert_to_numpy(model.layers[-1].kernel)).max() > 0
+    image = rng.random((1, 12, 10, 1), dtype="float32")
+    assert np.abs(np.asarray(model(image, training=False))).max() > 1e-3  # not a black image

@@ -17,6 +17,7 @@ import keras
 from zoo.data.pipeline import training_dataset
 from zoo.evaluate import evaluate
 from zoo.layers import MemoryBlock, NonLocal
+from zoo.models.identity import start_as_identity  # noqa: F401  (part of this API)
 from zoo.params import count_params
 from zoo.recipes import get_recipe, make_optimizer
 from zoo.registry import build
@@ -122,26 +123,6 @@ def prediction_spectra(model, image, bins=32):
 
 
 # --- Short training runs: the notebooks' small-scale studies ---------------------
-
-def start_as_identity(model):
-    """Zeroes the last convolution of a residual restorer, so that it starts as the identity.
-
-    Every zoo model adds its last conv's output to the input (xUnit nets
-    subtract it).  Under the papers' random initialisation that conv first
-    predicts a residual of standard deviation near 1 (about 6 dB on [0, 1]
-    images), and a run of a few hundred steps spends most of them undoing it.
-    With the conv zeroed, training starts from the degraded input itself.
-    Returns ``model``.
-    """
-    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    outputs = {id(t) for t in keras.tree.flatten(model.outputs)}
-    if any(id(node.output_tensors[0]) in outputs for node in convs[-1]._inbound_nodes):
-        raise ValueError(f"{model.name} is not residual (its last conv is its output): zeroing "
-                         "that conv would give a black image, not the identity")
-    for weight in convs[-1].weights:
-        weight.assign(np.zeros(weight.shape, weight.dtype))
-    return model
-
 
 def short_run(model, train, val, *, level, steps, patch_size, batch_size, task="denoise",
               seed=0):

@@ -54,7 +54,7 @@ def cmd_train(args):
         recipe=args.recipe, recipe_overrides=_recipe_overrides(args), seed=args.seed,
         out=args.out or f"runs/{args.model}-{args.task}", mixed_precision=args.mixed_precision,
         strategy=args.strategy, val_limit=args.val_limit, checkpoint_every=args.checkpoint_every,
-        data_path=args.data_path)
+        data_path=args.data_path, identity_start=not args.plain_init)
     run = train(config)
     final = run["final"]
     print(f"\nValidation ({len(config.val or []) and ', '.join(config.val) or 'built-in demo images'}"
@@ -321,6 +321,9 @@ def add_train_arguments(p):
     p.add_argument("--data-path", choices=["tf", "numpy"],
                    help="tf.data (default on TensorFlow) or numpy PyDataset (default on JAX/PyTorch, "
                         "needs no TensorFlow: KERAS_BACKEND=jax zoo train ... on a GPU machine)")
+    p.add_argument("--plain-init", action="store_true",
+                   help="keep the paper's random initialisation of the last conv (default: "
+                        "residual models start as the identity, their last conv zeroed)")
     p.add_argument("--mixed-precision", action="store_true",
                    help="float16 on GPU, bfloat16 on CPU")
     p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],

@@ -36,6 +36,7 @@ from zoo import registry
 from zoo.data.demo import demo_images
 from zoo.data.pipeline import NumpyPatches, check_levels, evaluation_pairs, training_dataset
 from zoo.metrics import PSNRMetric, protocol_metrics
+from zoo.models.identity import is_residual, start_as_identity
 from zoo.recipes import get_recipe, make_optimizer
 
 TASK_LEVELS = {"denoise": "sigma", "sr": "scale", "jpeg": "quality"}
@@ -62,6 +63,8 @@ class TrainConfig:
     checkpoint_every: int = 0     # steps between backups (0: every epoch's quarter)
     data_path: str = None         # "tf" (tf.data) or "numpy" (PyDataset, no TensorFlow needed);
                                   # None: tf.data on the TensorFlow backend, numpy otherwise
+    identity_start: bool = True   # residual models start as the identity (last conv zeroed,
+                                  # zoo.models.identity); False: the paper's initialisation
 
 
 def input_mode(info, task):
@@ -449,7 +452,16 @@ def _check(config, info):
     return levels
 
 
-def _build(config):
+def build_model(config):
+    """The model a run starts from: built, and started as the identity if
+    ``identity_start`` and it is residual (:mod:`zoo.models.identity`)."""
+    model = _build_plain(config)
+    if config.identity_start and is_residual(model):
+        start_as_identity(model)
+    return model
+
+
+def _build_plain(config):
     """The model; under ``mixed_precision`` it computes in float16 (GPU) or bfloat16 (CPU)
     with float32 outputs, and the global dtype policy is left as it was."""
     if not config.mixed_precision:
@@ -598,7 +610,7 @@ def _train(config, recipe, info, levels, mode, upsampling, strategy, replicas, w
            out):
     keras.utils.set_random_seed(config.seed)
     total = recipe.steps
-    model = _build(config)
+    model = build_model(config)
     multi = isinstance(model.output, dict)
     loss_weights = multi_supervised_loss_weights(model.output) if multi else None
     model.compile(optimizer=make_optimizer(recipe, total),
