@@ -14,7 +14,6 @@ import pytest
 import keras
 
 import zoo  # noqa: F401 (registers the layers and metrics that saved models use)
-from zoo.data import demo_images, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,8 +23,8 @@ import keras
 import zoo.train
 from zoo.train import TrainConfig, train
 built = []  # the model train() builds, to read its batch norms' settings
-_build = zoo.train._build
-zoo.train._build = lambda config: built.append(_build(config)) or built[-1]
+build_model = zoo.train.build_model
+zoo.train.build_model = lambda config: built.append(build_model(config)) or built[-1]
 run = train(TrainConfig(**json.loads(sys.argv[1])))
 norms = [l for l in built[0]._flatten_layers()
          if isinstance(l, keras.layers.BatchNormalization)]
@@ -33,14 +32,6 @@ print("RUN " + json.dumps({**{k: run[k] for k in ("steps", "weights_sha256", "ch
                                                   "workers", "resumed_from_step")},
                            "synchronized": [l.synchronized for l in norms]}))
 """
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    path = tmp_path_factory.mktemp("images")
-    for name, image in demo_images("gray")[:4]:
-        write_image(path / f"{name}.png", image[100:164, 100:180])
-    return path
 
 
 def free_ports(n):
@@ -233,8 +224,8 @@ from zoo.train import TrainConfig, train
 import jax
 import zoo.train
 built = []  # the model train() builds, to see where its variables live
-_build = zoo.train._build
-zoo.train._build = lambda config: built.append(_build(config)) or built[-1]
+build_model = zoo.train.build_model
+zoo.train.build_model = lambda config: built.append(build_model(config)) or built[-1]
 run = train(TrainConfig(**json.loads(sys.argv[1])))
 model = keras.saving.load_model(json.loads(sys.argv[1])["out"] + "/last.keras")
 np.savez(sys.argv[2], *model.get_weights())

@@ -13,21 +13,11 @@ import pytest
 import keras
 
 import zoo
-from zoo.data import demo_images, write_image
 from zoo.train import TrainConfig, build_model, multi_supervised_loss_weights, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model", "xnet", "--set", "layers=2", "--set", "filters=16", "--patch", "24",
         "--batch", "8", "--val-limit", "1"]
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    """Crops of the built-in demo photographs, small enough for quick validation."""
-    path = tmp_path_factory.mktemp("images")
-    for name, image in demo_images("gray")[:4]:
-        write_image(path / f"{name}.png", image[100:164, 100:180])
-    return path
 
 
 def _cli(args, **kwargs):
