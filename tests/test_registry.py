@@ -1,5 +1,8 @@
 """The registry and the command line: names, descriptions, clear errors."""
 
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -79,3 +82,18 @@ def test_cli_error_is_one_line(capsys):
     with pytest.raises(SystemExit) as caught:
         cli.main(["frobnicate"])
     assert caught.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_import_prints_no_tensorflow_start_up_log():
+    """TF 2.21 logs absl/oneDNN/cuInit lines at start-up whatever TF_CPP_MIN_LOG_LEVEL says;
+    ``import zoo`` silences them unless the user set that variable."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "ZOO_VERBOSE")}
+    code = ("import numpy as np, zoo; "
+            "print(zoo.build('xnet', layers=1, filters=4)(np.zeros((1, 8, 8, 1), 'float32')).shape)")
+    quiet = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert quiet.returncode == 0 and "(1, 8, 8, 1)" in quiet.stdout, quiet.stderr[-2000:]
+    assert quiet.stderr.strip() == "", quiet.stderr[-2000:]
+    verbose = subprocess.run([sys.executable, "-c", "import zoo"], env={**env, "ZOO_VERBOSE": "1"},
+                             capture_output=True, text=True, timeout=300)
+    assert "0000 00:00" in verbose.stderr  # TensorFlow's own log lines, as asked

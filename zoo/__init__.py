@@ -8,7 +8,11 @@
 >>> zoo.count_params(model)          # xUnit paper convention: 303616
 """
 
-from zoo import layers, recipes  # registers the custom layers and optimiser for loading
+from zoo._tf import quiet_start
+
+quiet_start()  # no TensorFlow C++ start-up log (see its docstring)
+
+from zoo import layers, recipes  # noqa: E402  (registers the custom layers and optimiser)
 from zoo.params import count_params
 from zoo.pretrained import list_pretrained
 from zoo.registry import build, describe, info, list_models, register

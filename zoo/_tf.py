@@ -6,6 +6,7 @@ import ``tf`` from here.
 """
 
 import importlib
+import os
 import sys
 
 
@@ -31,3 +32,31 @@ def decode_errors():
         return (importlib.import_module("tensorflow").errors.OpError,)
     except ImportError:
         return ()
+
+
+def quiet_start():
+    """Imports Keras (and TensorFlow, when it is the backend) with file descriptor 2 closed to
+    TensorFlow's C++ start-up log: the absl lines, oneDNN and CPU-feature notes, and
+    ``failed call to cuInit: ... CUDA error`` on a CPU-only machine, which reads like a failure.
+
+    TF 2.21 prints them whatever ``TF_CPP_MIN_LOG_LEVEL`` says, so they are silenced here, and
+    that variable is set to 3 for what TensorFlow logs later, unless the user set it (then
+    TensorFlow's own levels apply) or ``ZOO_VERBOSE=1``.  Python errors still surface: they are
+    raised after the descriptor is restored.
+    """
+    if ("keras" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ
+            or os.environ.get("ZOO_VERBOSE") == "1"):
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"   # what TensorFlow logs later (conversion, tf.data)
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            importlib.import_module("tensorflow").config.list_physical_devices()  # cuInit
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
