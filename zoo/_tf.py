@@ -49,7 +49,10 @@ def quiet_start():
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"   # what TensorFlow logs later (conversion, tf.data)
     sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no file descriptor 2 to borrow (a detached process): nothing to silence
+        return
     os.dup2(null, 2)
     try:
         import keras
