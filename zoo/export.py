@@ -61,7 +61,7 @@ from zoo.pretrained import describe_error, is_tag, load_weights
 from zoo.train import input_mode
 
 __all__ = ["MODES", "export", "load_model", "convert", "inspect_graph", "GraphReport", "LiteRT",
-           "model_flops", "add_export_arguments", "cmd_export"]
+           "model_flops"]
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 CALIBRATED = ("int8", "int16x8")      # full-integer modes: activation ranges from calibration
@@ -377,11 +377,7 @@ def fold_batch_norms(model):
     folded, 0.24 dB).  Float graphs keep the batch norm: its multiply-add (8 ms at 512x512x64)
     is cheaper than the border term's conv and add (16 ms).
     """
-    consumers = collections.defaultdict(list)
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
-            for tensor in node.input_tensors:
-                consumers[id(tensor._keras_history.operation)].append(layer)
+    consumers = _consumers(model)
     pairs = {}
     for layer in model.layers:
         users = consumers[id(layer)]
@@ -1046,9 +1042,9 @@ def _xunit_notes(applied):
                      "(exact up to float rounding), for XNNPACK's int8 GEMM kernels")
     if "xunit_gate_clip" in applied:
         b = applied["xunit_gate_clip"]
-        notes.append(f"xUnit gates read clip(d, -{b:g}, {b:g}) in this int8 graph: "
-                     f"exp(-{b * b:g}) = {np.exp(-b * b):.1e} is below the gate's int8 "
-                     "resolution, and d*(-d) gets finer int8 steps")
+        notes.append(f"xUnit gates read clip(d, -{b:g}, {b:g}) in this quantized graph: a "
+                     f"gate changes by at most exp(-{b * b:g}) = {np.exp(-b * b):.1e}, below "
+                     "int8 resolution, and d*(-d) gets finer quantization steps")
     return notes
 
 
@@ -1070,103 +1066,3 @@ def _describe_data(data, default):
     if isinstance(data, (str, os.PathLike)):
         return str(data)
     return [name if isinstance(name, str) else str(name[0]) for name in data]
-
-
-# --- command line --------------------------------------------------------------------------------
-
-EXPORT_HELP = """Export a zoo model to TFLite (LiteRT), validate it and write its model card.
-
-Examples:
-  zoo export --model xdncnn --weights runs/xdncnn/best.keras --mode int8 --out xdncnn_int8.tflite
-  zoo export --model xsrcnn_f --weights w.weights.h5 --task sr --level 3 --mode float16 \
-      --out xsrcnn_f16.tflite
-  zoo export --model nlrn --weights nlrn.keras --input-shape 256 256 --out nlrn_256.tflite
-
-The card <name>.card.yaml beside the .tflite lists the input/output tensors (scale and zero point),
-the ops, PSNR/SSIM of TFLite and Keras on the validation images, and latency.
-"""
-
-
-def add_export_arguments(p):
-    """The ``zoo export`` / ``export_tflite.py`` arguments."""
-    p.add_argument("--model", required=True, help="registry name (see 'zoo list')")
-    p.add_argument("--weights", help="a shipped tag (zoo list --pretrained), a .weights.h5 or a "
-                                      ".keras file (default: untrained weights)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="builder override for a .weights.h5 file, e.g. --set layers=3")
-    p.add_argument("--task", choices=PIPELINE_TASKS,
-                   help="what the model restores (default: its first task)")
-    p.add_argument("--level", help="sigma, SR scale or JPEG quality (default 25 / 3 / 10)")
-    p.add_argument("--mode", default="float32", choices=MODES,
-                   help="float32, float16 (weights), dynamic (dynamic-range int8 weights), "
-                        "int8 (full integer, calibrated) or int16x8 (int16 activations, int8 "
-                        "weights, calibrated; reference kernels only)")
-    p.add_argument("--io-dtype", default="int8", choices=IO_DTYPES,
-                   help="input/output type of an int8 model")
-    p.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"),
-                   help="fixed input size (default: resizable)")
-    p.add_argument("--out", required=True, help="output .tflite file")
-    p.add_argument("--calibration", nargs="+", metavar="DIR",
-                   help="folder(s) of clean images for int8 calibration (default: built-in)")
-    p.add_argument("--calibration-samples", type=int, default=128)
-    p.add_argument("--val", nargs="+", metavar="DIR",
-                   help="folder(s) of clean validation images (default: built-in held-out two)")
-    p.add_argument("--val-limit", type=int, default=0, help="validate on the first N images only")
-    p.add_argument("--gate-clip", type=float, default=GATE_CLIP, metavar="B",
-                   help="int8: xUnit gates read clip(d, -B, B), for finer int8 steps "
-                        "(0: as trained)")
-    p.add_argument("--xunit-split", type=int, metavar="S",
-                   help="xUnit kxk depthwise convs run as sums of pieces of at most SxS taps, "
-                        "which XNNPACK runs far faster (default 5; 0: whole, which in int8 "
-                        "costs ~0.2 dB less and runs ~4x slower)")
-    p.add_argument("--xunit-block", type=int, metavar="B",
-                   help="xUnit depthwise convs run as grouped convs on BxB pixel blocks "
-                        "(default: 4 for int8 with --input-shape, which runs ~1.3x faster "
-                        "there; 0: off)")
-    p.add_argument("--allow-select-ops", action="store_true",
-                   help="accept ops that need the Flex (SELECT_TF_OPS) delegate")
-    p.add_argument("--latency-sizes", nargs="*", type=int, default=list(LATENCY_SIZES),
-                   metavar="N", help="square input sides to time (none: skip timing)")
-    p.add_argument("--latency-runs", type=int, default=5, help="timed runs per setting")
-    p.add_argument("--seed", type=int, default=0)
-
-
-def cmd_export(args):
-    """Runs :func:`export` from parsed arguments, prints a summary; returns the exit code."""
-    from zoo.cli import _key_values, _number, markdown_table
-
-    if args.weights is None:
-        print("zoo export: no --weights given: exporting untrained weights", flush=True)
-    card = export(args.model, args.out, mode=args.mode, weights=args.weights,
-                  overrides=_key_values(args.set), task=args.task,
-                  level=None if args.level is None else _number(args.level),
-                  input_shape=args.input_shape, io_dtype=args.io_dtype,
-                  calibration_data=args.calibration, calibration_samples=args.calibration_samples,
-                  val_data=args.val, val_limit=args.val_limit,
-                  allow_select_ops=args.allow_select_ops, latency_sizes=args.latency_sizes,
-                  latency_runs=args.latency_runs, gate_clip=args.gate_clip,
-                  xunit_split=args.xunit_split, xunit_block=args.xunit_block, seed=args.seed)
-    print(f"wrote {args.out} ({card['file']['size_mb']:.2f} MB, {card['mode']}) and "
-          f"{card_path(args.out)}")
-    numerics = card["numerics"]
-    if numerics.get("images"):
-        rows = [[name, f"{numerics[key]['psnr']:.2f}", f"{numerics[key]['ssim']:.4f}"]
-                for name, key in (("degraded input", "degraded"), ("Keras", "keras"),
-                                  (f"TFLite {card['mode']}", "tflite")) if key in numerics]
-        print(f"\n{card['task']} level {card['level']}, {numerics['images']} validation image(s), "
-              "SPEC §4 protocol:\n")
-        print(markdown_table(["", "PSNR (dB)", "SSIM"], rows))
-        print(f"\nTFLite vs Keras: PSNR {numerics['worst_psnr_tflite_vs_keras']:.2f} dB (worst "
-              f"image), max |diff| {numerics['max_abs_diff_vs_keras']:.2e}; quantization drop "
-              f"{numerics['quantization_drop_db']:.3f} dB")
-    results = card["latency"]["results"]
-    if results:
-        print()
-        print(markdown_table(["input", "threads", "XNNPACK", "median ms", "GFLOP/s"],
-                             [[f"{r['input_size'][0]}x{r['input_size'][1]}", r["threads"],
-                               "on" if r["xnnpack"] else "off", f"{r['median_ms']:.1f}",
-                               r.get("gflops_per_s", "")] for r in results]))
-        print(f"\nfaster here: {card['latency']['default_runtime']['why']}")
-    for note in card["notes"]:
-        print(f"note: {note}")
-    return 0
