@@ -290,7 +290,8 @@ the ops, PSNR/SSIM of TFLite and Keras on the validation images, and latency.
 
 def add_export_arguments(p):
     """The ``zoo export`` / ``export_tflite.py`` arguments (imports TensorFlow and LiteRT)."""
-    from zoo.export import GATE_CLIP, IO_DTYPES, LATENCY_SIZES, MODES, PIPELINE_TASKS
+    from zoo.export import (GATE_CLIP, IO_DTYPES, LATENCY_SIZES, MODES, PIPELINE_TASKS,
+                            QAT_LEARNING_RATE, QAT_STEPS)
 
     p.add_argument("--model", required=True, help="registry name (see 'zoo list')")
     p.add_argument("--weights", help="a shipped tag (zoo list --pretrained), a .weights.h5 or a "
@@ -326,6 +327,12 @@ def add_export_arguments(p):
                    help="xUnit depthwise convs run as grouped convs on BxB pixel blocks "
                         "(default: 4 for int8 with --input-shape, which runs ~1.3x faster "
                         "there; 0: off)")
+    p.add_argument("--qat", action="store_true",
+                   help="int8: quantization-aware fine-tuning before conversion, on the "
+                        "--calibration images (see --qat-steps)")
+    p.add_argument("--qat-steps", type=int, default=QAT_STEPS, metavar="N",
+                   help=f"fine-tuning steps of --qat (default {QAT_STEPS})")
+    p.add_argument("--qat-learning-rate", type=float, default=QAT_LEARNING_RATE, metavar="LR")
     p.add_argument("--allow-select-ops", action="store_true",
                    help="accept ops that need the Flex (SELECT_TF_OPS) delegate")
     p.add_argument("--latency-sizes", nargs="*", type=int, default=list(LATENCY_SIZES),
@@ -349,7 +356,9 @@ def cmd_export(args):
                   val_data=args.val, val_limit=args.val_limit,
                   allow_select_ops=args.allow_select_ops, latency_sizes=args.latency_sizes,
                   latency_runs=args.latency_runs, gate_clip=args.gate_clip,
-                  xunit_split=args.xunit_split, xunit_block=args.xunit_block, seed=args.seed)
+                  xunit_split=args.xunit_split, xunit_block=args.xunit_block,
+                  qat_steps=args.qat_steps if args.qat else 0,
+                  qat_learning_rate=args.qat_learning_rate, seed=args.seed)
     print(f"wrote {args.out} ({card['file']['size_mb']:.2f} MB, {card['mode']}) and "
           f"{card_path(args.out)}")
     numerics = card["numerics"]
@@ -363,6 +372,9 @@ def cmd_export(args):
         print(f"\nTFLite vs Keras: PSNR {numerics['worst_psnr_tflite_vs_keras']:.2f} dB (worst "
               f"image), max |diff| {numerics['max_abs_diff_vs_keras']:.2e}; quantization drop "
               f"{numerics['quantization_drop_db']:.3f} dB")
+        if "fake_quant" in numerics:
+            print(f"fake-quantized Keras: PSNR {numerics['fake_quant']['psnr']:.2f} dB; vs "
+                  f"TFLite {numerics['fake_quant']['worst_psnr_vs_tflite']:.2f} dB (worst image)")
     results = card["latency"]["results"]
     if results:
         print()

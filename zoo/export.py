@@ -49,10 +49,11 @@ from keras import ops
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from zoo import registry
+from zoo import qat, registry
 from zoo.data.demo import demo_images
 from zoo.data.pipeline import check_levels, evaluation_pairs, named_images, training_dataset
 from zoo.export_card import machine, write_card
+from zoo.gpu_rewrites import TransposedConvShuffle, gpu_rewrite
 from zoo.layers import FoldedNormConv, XUnit
 from zoo.layers.normalization import inference_affine
 from zoo.metrics import protocol_metrics, psnr
@@ -93,7 +94,19 @@ XUNIT_SPLIT = {"float32": 5, "float16": 5, "dynamic": 5, "int8": 5, "int16x8": 5
 # at run time, which XNNPACK does not delegate (the block conv alone: 102 ms), so resizable
 # exports keep the split; float graphs too (there the split is faster).
 XUNIT_BLOCK = 4
+# quantization-aware fine-tuning (zoo.qat): Adam steps on batches of degraded patches
+QAT_STEPS = 300
+QAT_LEARNING_RATE = 1e-4
+QAT_PATCH = 32
+QAT_BATCH = 16
 
+# The ops LiteRT's GPU delegate runs, as its documentation lists them (float16 and float32;
+# int8 graphs through its quantized-model support), plus DEQUANTIZE of float16 weights.
+GPU_DELEGATE_OPS = frozenset({
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE",
+    "EXP", "FULLY_CONNECTED", "LOGICAL_AND", "LOGISTIC", "MAX_POOL_2D", "MAXIMUM", "MINIMUM",
+    "MUL", "PAD", "PRELU", "RELU", "RELU6", "RESHAPE", "RESIZE_BILINEAR", "SOFTMAX",
+    "STRIDED_SLICE", "SUB", "TRANSPOSE_CONV"})
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
@@ -181,7 +194,7 @@ def inference_model(model):
     return model
 
 
-def xunit_options(model, gate_clip=None, split=None, block=None):
+def xunit_options(model, gate_clip=None, split=None, block=None, pointwise_norm=False):
     """A copy of a functional ``model`` whose xUnits use the export-time options of
     :class:`zoo.layers.XUnit` (same weights), or ``model`` itself if nothing changes.
 
@@ -204,6 +217,8 @@ def xunit_options(model, gate_clip=None, split=None, block=None):
             change["split"] = int(split)
         if gate_clip and layer.gate == "gaussian":
             change["gate_clip"] = float(gate_clip)
+        if pointwise_norm and layer.norm_in is not None:
+            change["pointwise_norm"] = True
         if change:
             changes[id(layer)] = change
     if not changes:
@@ -402,6 +417,37 @@ def fold_batch_norms(model):
     return copy
 
 
+def norms_as_convs(model):
+    """A copy of a functional ``model`` with every inference batch norm (outside xUnits) run as
+    a 1x1 ``DepthwiseConv2D`` (kernel: its scale, bias: its shift; exact), or ``model`` itself
+    if it has none.  An int8 graph then holds the per-channel scales as per-channel weights,
+    where a multiply would share one 8-bit range among all channels' scales."""
+    norms = {id(layer) for layer in model.layers
+             if type(layer) is keras.layers.BatchNormalization}
+    if not norms:
+        return model
+
+    def clone(layer):
+        if id(layer) in norms:
+            return keras.layers.DepthwiseConv2D(1, use_bias=True, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    def call(layer, *args, **kwargs):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kwargs.pop("mask", None)
+            kwargs.pop("training", None)
+        return layer(*args, **kwargs)
+
+    copy = keras.models.clone_model(model, clone_function=clone, call_function=call)
+    for source, target in zip(model.layers, copy.layers):
+        if id(source) in norms:
+            scale, shift = (ops.convert_to_numpy(v) for v in inference_affine(source))
+            target.set_weights([scale.reshape(1, 1, -1, 1), shift])
+        else:
+            target.set_weights(source.get_weights())
+    return copy
+
+
 def _predict(model, image):
     return keras.ops.convert_to_numpy(model(image[None], training=False))[0].astype(np.float32)
 
@@ -450,12 +496,14 @@ class GraphReport:
         custom_ops: other custom ops (need a custom op registration in the app).
         float_ops: ops reading or writing a float tensor; in a full-integer graph, the float
             islands (a DEQUANTIZE ... QUANTIZE stretch shows up as its ops and the two ends).
+        int16_ops: ops reading or writing an int16 tensor (int16x8 activations).
     """
 
     ops: dict
     flex_ops: dict
     custom_ops: dict
     float_ops: dict
+    int16_ops: dict = dataclasses.field(default_factory=dict)
 
     @property
     def builtin_only(self):
@@ -465,7 +513,7 @@ class GraphReport:
 def inspect_graph(content):
     """A :class:`GraphReport` of the flatbuffer ``content``, read with LiteRT's schema."""
     model = schema.Model.GetRootAs(content, 0)
-    ops, flex, custom, floating = (collections.Counter() for _ in range(4))
+    ops, flex, custom, floating, int16 = (collections.Counter() for _ in range(5))
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)
         for i in range(graph.OperatorsLength()):
@@ -480,10 +528,11 @@ def inspect_graph(content):
             ops[name] += 1
             tensors = [op.Inputs(j) for j in range(op.InputsLength())]
             tensors += [op.Outputs(j) for j in range(op.OutputsLength())]
-            if any(_TYPE_NAMES.get(graph.Tensors(t).Type()) in _FLOAT_TYPES
-                   for t in tensors if t >= 0):
-                floating[name] += 1
-    return GraphReport(*(dict(sorted(c.items())) for c in (ops, flex, custom, floating)))
+            types = {_TYPE_NAMES.get(graph.Tensors(t).Type()) for t in tensors if t >= 0}
+            floating[name] += bool(types & _FLOAT_TYPES)
+            int16[name] += "INT16" in types
+    return GraphReport(*({k: v for k, v in sorted(c.items()) if v}
+                         for c in (ops, flex, custom, floating, int16)))
 
 
 def convert(model, mode="float32", *, input_shape=None, calibration=None, io_dtype="int8",
@@ -790,13 +839,59 @@ def fastest_runtime(rows):
                    f"measured, {threads} thread(s)"}
 
 
-def gpu_delegate_check(content):
-    """The GPU-compatibility lines of LiteRT's model analyzer (a static check of the ops)."""
+def gpu_delegate(content, graph=None):
+    """Whether LiteRT's GPU delegate takes the whole graph: ``{compatible, unsupported_ops,
+    analyzer}``.
+
+    Two static checks must agree: every op is in the delegate's documented op table
+    (``GPU_DELEGATE_OPS``) with float or int8 tensors (the delegate has no int16 kernels), and
+    ``tf.lite.experimental.Analyzer`` with ``gpu_compatibility=True`` finds nothing (alone it
+    passes graphs with TOPK_V2 or CUMSUM, which the delegate does not run).
+    """
+    graph = graph or inspect_graph(content)
+    unsupported = [f"{name} x{count}" for name, count in graph.ops.items()
+                   if name not in GPU_DELEGATE_OPS]
+    if graph.int16_ops:
+        unsupported.append(f"int16 tensors in {_counts(graph.int16_ops)}")
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         tf.lite.experimental.Analyzer.analyze(model_content=content, gpu_compatibility=True)
-    return [line.strip() for line in text.getvalue().splitlines()
-            if "GPU" in line and line.strip()]
+    analyzer = [line.strip() for line in text.getvalue().splitlines()
+                if "GPU" in line and line.strip()]
+    analyzer_passes = any("looks compatible with GPU delegate" in line for line in analyzer)
+    return {"compatible": not unsupported and analyzer_passes, "unsupported_ops": unsupported,
+            "analyzer": analyzer}
+
+
+# --- quantization-aware fine-tuning ---------------------------------------------------------------
+
+def fine_tune_quantized(model, calibration, data, *, task, level, mode, upsampling="interpolated",
+                        ratio=1, steps=QAT_STEPS, learning_rate=QAT_LEARNING_RATE,
+                        patch=QAT_PATCH, batch=QAT_BATCH, seed=0):
+    """``(simulated model, card)``: :func:`zoo.qat.quantization_model` of an export-ready
+    ``model``, its ranges calibrated on ``calibration``, fine-tuned ``steps`` steps to reproduce
+    ``model`` on degraded ``patch``-square patches of ``data`` (the task's pipeline)."""
+    simulated = qat.calibrate(qat.quantization_model(model), calibration)
+    dataset = training_dataset(data, task=task, levels=[level], patch_size=patch * ratio,
+                               batch_size=batch, mode=mode, upsampling=upsampling, seed=seed)
+    start = time.perf_counter()
+    history = qat.fine_tune(simulated, model, dataset, steps, learning_rate)
+    seconds = time.perf_counter() - start
+    return simulated, {"steps": int(steps), "learning_rate": learning_rate, "batch": batch,
+                       "patch": patch * ratio, "loss": "MSE to the float model's output",
+                       "final_loss": float(history.history["loss"][-1]),
+                       "seconds": round(seconds, 1), "fake_quant_layers": len(qat.fake_quants(simulated))}
+
+
+def simulated_agreement(simulated, runner, pairs, task, level):
+    """How well the fake-quantized Keras model predicts the int8 file: PSNR of one against the
+    other (the worst image) and the mean protocol PSNR of the simulation."""
+    versus, scores = [], []
+    for _, degraded, clean in pairs:
+        predicted = _predict(simulated, degraded)
+        versus.append(psnr(runner(degraded), predicted, data_range=1.0))
+        scores.append(protocol_metrics(np.clip(predicted, 0, 1), clean, task, level)["psnr"])
+    return {"worst_psnr_vs_tflite": float(min(versus)), "psnr": float(np.mean(scores))}
 
 
 # --- export --------------------------------------------------------------------------------------
@@ -866,7 +961,8 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
            input_shape=None, io_dtype="int8", calibration_data=None, calibration_samples=128,
            val_data=None, val_limit=0, allow_select_ops=False, latency_sizes=LATENCY_SIZES,
            latency_threads=LATENCY_THREADS, latency_runs=5, gate_clip=GATE_CLIP,
-           xunit_split=None, xunit_block=None, seed=0):
+           xunit_split=None, xunit_block=None, qat_steps=0, qat_learning_rate=QAT_LEARNING_RATE,
+           seed=0):
     """Exports a zoo model to ``out`` (a .tflite), validates it on LiteRT and writes its card.
 
     Args:
@@ -896,6 +992,10 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         xunit_block: xUnit depthwise convs run as grouped convs on ``xunit_block`` square pixel
             blocks instead (:func:`xunit_options`); 0: not; None: ``XUNIT_BLOCK`` for int8
             with a fixed ``input_shape``, else 0.
+        qat_steps: int8 only: fine-tune this many steps with int8 rounding simulated
+            (:mod:`zoo.qat`) on the calibration images before converting (0: post-training
+            quantization only); xUnits then keep the split form.  qat_learning_rate: its Adam
+            step size.
 
     Returns the card (a dict), also written as YAML.
     """
@@ -912,6 +1012,12 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
     shape = tuple(int(s) for s in input_shape) if input_shape else None
     if shape is not None and (len(shape) != 2 or min(shape) < 1):
         raise ValueError(f"input_shape is (H, W) with positive sides, got {input_shape!r}")
+    if qat_steps and mode != "int8":
+        raise ValueError(f"quantization-aware fine-tuning (qat_steps) is for int8 exports, "
+                         f"not {mode}")
+    if qat_steps and xunit_block:
+        raise ValueError("quantization-aware fine-tuning keeps xUnits in the split form: "
+                         "leave xunit_block unset")
 
     calibration = None
     if mode in CALIBRATED:
@@ -923,7 +1029,7 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
     gate_clip = gate_clip if mode in CALIBRATED else None
     xunit_split = XUNIT_SPLIT.get(mode) if xunit_split is None else xunit_split
     if xunit_block is None:
-        xunit_block = XUNIT_BLOCK if mode == "int8" and shape else 0
+        xunit_block = XUNIT_BLOCK if mode == "int8" and shape and not qat_steps else 0
     source = equalise_scales(keras_model, calibration) if mode in CALIBRATED else keras_model
     converted = xunit_options(source, gate_clip=gate_clip, split=xunit_split,
                               block=xunit_block)
@@ -944,6 +1050,27 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         notes.append(f"{count} batch norm(s) before convs folded into them (exact, borders "
                      "included)")
         converted = folded
+    if mode == "float16":     # the GPU delegate's mode: keep the graph in its op table
+        rewritten = gpu_rewrite(converted)
+        if rewritten is not converted:
+            count = sum(isinstance(layer, TransposedConvShuffle) for layer in rewritten.layers)
+            applied["transposed_conv_shuffles"] = count
+            notes.append(f"{count} pixel shuffle(s) run as transposed convs with one-hot kernels "
+                         "(exact), for the GPU delegate, which has no DEPTH_TO_SPACE")
+            converted = rewritten
+    simulated, qat_card = None, None
+    if qat_steps:
+        data = calibration_data or demo_images(colour, split="train")
+        simulated, qat_card = fine_tune_quantized(
+            converted, calibration, data, task=task, level=level, mode=colour,
+            upsampling=upsampling, ratio=ratio, steps=qat_steps,
+            learning_rate=qat_learning_rate, seed=seed)
+        qat_card["data"] = _describe_data(calibration_data,
+                                          "built-in demo images (training split)")
+        notes.append(f"quantization-aware fine-tuning: {qat_steps} steps in "
+                     f"{qat_card['seconds']:.0f} s; activation ranges and weights from it "
+                     "(the converter reads its FakeQuant ranges)")
+        converted = simulated
     content, graph = convert(converted, mode, input_shape=shape, calibration=calibration,
                              io_dtype=io_dtype, allow_select_ops=allow_select_ops)
     if mode in CALIBRATED and graph.float_ops:
@@ -972,6 +1099,9 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
             pairs = cropped
         rows = compare(LiteRT(content, xnnpack=runtime), keras_model, pairs, task, level)
         numerics = {"validated": True, "xnnpack": runtime, **summarise(rows), "per_image": rows}
+        if simulated is not None:
+            numerics["fake_quant"] = simulated_agreement(simulated, LiteRT(content, xnnpack=runtime),
+                                                         pairs, task, level)
         resizable = _resizable_check(content, keras_model, fixed=shape is not None,
                                      image=pairs[0][1])
     lite = LiteRT(content)
@@ -998,10 +1128,12 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         "numerics": _rounded(numerics),
         "latency": {"unit": "ms after one warm-up run", "results": latency,
                     "default_runtime": fastest_runtime(latency) if latency else None},
-        "gpu_delegate_check": gpu_delegate_check(content),
+        "gpu_delegate": gpu_delegate(content, graph),
         "notes": notes,
         "machine": machine(),
     }
+    if qat_card is not None:
+        card["quantization_aware"] = qat_card
     if mode in CALIBRATED:
         card["graph"]["float_ops"] = graph.float_ops
         card["calibration"] = {

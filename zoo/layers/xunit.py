@@ -50,6 +50,10 @@ class XUnit(keras.layers.Layer):
       multiply-adds at k = 9, b = 4, but a grouped conv runs on the GEMM kernels: a whole int8
       xUnit on XNNPACK (512x512x64, fixed shape) takes about half the time of ``split=5``, and
       sums the 81 taps in one accumulation instead of four rounded partial sums.
+    - ``pointwise_norm``: at inference ``BN1`` runs as a 1x1 depthwise conv with its scale as
+      the kernel and its shift as the bias (exact): an int8 graph then holds the scales as
+      per-channel weights instead of one 8-bit range shared by all channels (a multiply's
+      constant operand), and fuses the shift and the ReLU into the conv.
     - ``gate_clip``: the gate reads ``clip(d, -gate_clip, gate_clip)``.  With 3,
       ``exp(-9) = 1.2e-4`` is below half an int8 step of the gate, so quantized
       outputs do not change, while the calibrated range of ``d * -d`` shrinks
@@ -57,7 +61,8 @@ class XUnit(keras.layers.Layer):
     """
 
     def __init__(self, kernel_size=9, pre_norm=True, relu=True, post_norm=True,
-                 gate="gaussian", split=None, block=None, gate_clip=None, **kwargs):
+                 gate="gaussian", split=None, block=None, gate_clip=None, pointwise_norm=False,
+                 **kwargs):
         super().__init__(**kwargs)
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
@@ -77,6 +82,7 @@ class XUnit(keras.layers.Layer):
         # the grouped kernel's gather indices depend on the two sizes only
         self._taps = None if block is None else _block_taps(self.kernel_size, self.block)
         self.gate_clip = None if gate_clip is None else float(gate_clip)
+        self.pointwise_norm = bool(pointwise_norm)
         self.norm_in = batch_norm(name="bn_in") if pre_norm else None
         self.depthwise = keras.layers.DepthwiseConv2D(
             self.kernel_size, padding="same", use_bias=True, name="depthwise")
@@ -105,7 +111,9 @@ class XUnit(keras.layers.Layer):
 
     def call(self, z, training=None):
         d = z
-        if self.norm_in is not None:
+        if self.norm_in is not None and self.pointwise_norm and not training:
+            d = self._pointwise_norm_in(d)
+        elif self.norm_in is not None:
             d = self.norm_in(d, training=training)
         if self.relu:
             d = ops.relu(d)
@@ -130,6 +138,12 @@ class XUnit(keras.layers.Layer):
             d = ops.exp(ops.multiply(d, ops.multiply(d, -1.0)))
         return ops.multiply(z, d)
 
+    def _pointwise_norm_in(self, z):
+        """``BN1(z)`` at inference as a 1x1 depthwise conv (``pointwise_norm``)."""
+        scale, shift = inference_affine(self.norm_in)
+        return ops.depthwise_conv(z, self._piece_kernel(ops.reshape(scale, (1, 1, -1, 1))),
+                                  padding="valid") + shift
+
     def _fold_norm_out(self, kernel, bias):
         """Kernel and bias of BN(DW(x)) at inference (BN is affine per channel): the split
         pieces then carry it, so no multiply-add follows their sum."""
@@ -146,7 +160,7 @@ class XUnit(keras.layers.Layer):
         """
         k, s = self.kernel_size, self.split
         pad = (k - 1) // 2
-        out = None
+        out, count = None, 0
         if 2 * s >= k:
             overlap = 2 * s - k
             # (first kernel row/column of the piece's window, leading zero pad of the input)
@@ -156,9 +170,9 @@ class XUnit(keras.layers.Layer):
                     piece = ops.pad(kernel[rows, cols],
                                     ((zero_rows, 0), (zero_cols, 0), (0, 0), (0, 0)))
                     view = ops.pad(x, ((0, 0), (top, s - 1 - top), (left, s - 1 - left), (0, 0)))
-                    term = ops.depthwise_conv(view, piece, padding="valid")
+                    term = ops.depthwise_conv(view, self._piece_kernel(piece), padding="valid")
                     # the bias rides on the first piece, where the converter fuses it
-                    out = term + bias if out is None else out + term
+                    out, count = self._add_piece(out, term, bias, count)
             return out
         x = ops.pad(x, ((0, 0), (pad, k - 1 - pad), (pad, k - 1 - pad), (0, 0)))
         starts = [(start, min(s, k - start)) for start in range(0, k, s)]
@@ -167,10 +181,21 @@ class XUnit(keras.layers.Layer):
                 # a piece at row i of height h reads padded rows i .. i + H + h - 2
                 end_i, end_j = (i + height - k) or None, (j + width - k) or None
                 view = x[:, i:end_i, j:end_j, :]
-                term = ops.depthwise_conv(view, kernel[i:i + height, j:j + width],
+                term = ops.depthwise_conv(view, self._piece_kernel(kernel[i:i + height,
+                                                                          j:j + width]),
                                           padding="valid")
-                out = term + bias if out is None else out + term
+                out, count = self._add_piece(out, term, bias, count)
         return out
+
+    # Two steps of the export forms that quantization-aware fine-tuning (zoo.qat) overrides to
+    # round each depthwise kernel, each piece and each partial sum as the int8 graph does.
+
+    def _piece_kernel(self, kernel):
+        return kernel
+
+    def _add_piece(self, out, term, bias, count):
+        """``(out + term, count + 1)``; the first piece carries the bias."""
+        return (term + bias if out is None else out + term), count + 1
 
     def _block_depthwise(self, x, kernel, bias):
         """The k x k 'same' depthwise conv as a grouped conv on b x b blocks (see ``block``).
@@ -208,7 +233,8 @@ class XUnit(keras.layers.Layer):
         return {**super().get_config(), "kernel_size": self.kernel_size,
                 "pre_norm": self.pre_norm, "relu": self.relu,
                 "post_norm": self.post_norm, "gate": self.gate, "split": self.split,
-                "block": self.block, "gate_clip": self.gate_clip}
+                "block": self.block, "gate_clip": self.gate_clip,
+                "pointwise_norm": self.pointwise_norm}
 
 
 def _block_taps(kernel_size, block):

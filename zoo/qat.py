@@ -1,0 +1,301 @@
+"""Quantization-aware fine-tuning for int8 LiteRT exports (Jacob et al., CVPR 2018, §3).
+
+An int8 graph rounds every activation tensor to 256 levels of one range and every conv kernel
+to 255 symmetric levels per output channel.  :func:`quantization_model` rebuilds an export-ready
+Keras model (the one ``zoo.export`` converts: xUnits split, batch norms folded) with
+``keras.quantizers.fake_quant_with_min_max_vars`` at exactly those tensors:
+
+- weights: ``q(W) = fq(W, -m_c, m_c)`` per output channel, ``m_c = max |W_c|``, 255 levels;
+- activations: ``q(x) = fq(x, lo, hi)`` per tensor, after each op the converter keeps (a conv
+  with its fused ReLU, each batch-norm multiply and add, each piece and partial sum of a split
+  xUnit conv, the gate's ``-d``, ``d * -d`` and ``exp``, the product ``z g``, the input).
+
+Ranges are the min/max over calibration inputs of the float model (what post-training
+calibration measures), then fixed.  Rounding passes gradients straight through inside the range
+(``FakeQuantWithMinMaxVars``), so :func:`fine_tune` (``model.fit``) adapts the weights to the
+rounding.  On TensorFlow the ops are ``FakeQuant`` nodes: the TFLite converter reads their
+ranges, so the fine-tuned graph converts to the same int8 ops as a post-training one, and the
+Keras model predicts the int8 file's outputs.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+from keras.quantizers import fake_quant_with_min_max_vars
+
+from zoo.layers import FoldedNormConv, XUnit
+from zoo.layers.normalization import inference_affine
+
+__all__ = ["FakeQuant", "quantization_model", "calibrate", "fine_tune", "quantize_kernel"]
+
+BITS = 8
+
+
+def quantize_kernel(kernel, axis=-1):
+    """``kernel`` rounded as TFLite's per-channel int8 weights: symmetric, 255 levels of
+    ``max |W_c| / 127`` along ``axis`` (the gradient passes straight through)."""
+    axis = axis % len(kernel.shape)
+    reduce = tuple(i for i in range(len(kernel.shape)) if i != axis)
+    peak = ops.stop_gradient(ops.maximum(ops.max(ops.abs(kernel), axis=reduce), 1e-12))
+    return fake_quant_with_min_max_vars(kernel, -peak, peak, num_bits=BITS, narrow_range=True,
+                                        axis=axis)
+
+
+def quantize_constant(values):
+    """A constant operand of an elementwise op (a batch norm's scale or shift) as the int8
+    graph stores it: one asymmetric range over all channels, 256 levels."""
+    lo = ops.stop_gradient(ops.minimum(ops.min(values), 0.0))
+    hi = ops.stop_gradient(ops.maximum(ops.max(values), lo + 1e-12))
+    return fake_quant_with_min_max_vars(values, lo, hi, num_bits=BITS)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class FakeQuant(keras.layers.Layer):
+    """Per-tensor int8 rounding of its input, ``fq(x, lo, hi)``, with a fixed range.
+
+    While ``observing`` is set (:func:`calibrate`) it passes its input through and widens
+    ``[lo, hi]`` to cover it (and 0, as TFLite's ranges do).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.observing = False
+        self._seen = None
+
+    def build(self, input_shape):
+        self.lo = self.add_weight(name="lo", shape=(), initializer="zeros", trainable=False)
+        self.hi = self.add_weight(name="hi", shape=(), initializer="ones", trainable=False)
+
+    def call(self, x):
+        if self.observing:
+            seen = (float(ops.min(x)), float(ops.max(x)))
+            self._seen = seen if self._seen is None else (min(self._seen[0], seen[0]),
+                                                          max(self._seen[1], seen[1]))
+            return x
+        return fake_quant_with_min_max_vars(x, self.lo, self.hi, num_bits=BITS)
+
+    def settle(self):
+        """Fixes the range at what was observed (and 0)."""
+        if self._seen is None:
+            raise ValueError(f"{self.name} saw no calibration input")
+        lo, hi = min(self._seen[0], 0.0), max(self._seen[1], 0.0)
+        self.lo.assign(lo)
+        self.hi.assign(max(hi, lo + 1e-6))
+        self._seen = None
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class QuantConv2D(keras.layers.Conv2D):
+    """A ``Conv2D`` on per-channel int8-rounded weights (its output is rounded by the next
+    :class:`FakeQuant`, after its fused activation)."""
+
+    def call(self, x):
+        y = ops.conv(x, quantize_kernel(self.kernel), strides=self.strides,
+                     padding=self.padding, dilation_rate=self.dilation_rate)
+        if self.use_bias:
+            y = y + self.bias
+        return self.activation(y)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class QuantDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """A ``DepthwiseConv2D`` on per-channel int8-rounded weights."""
+
+    def call(self, x):
+        y = ops.depthwise_conv(x, quantize_kernel(self.kernel, axis=2), strides=self.strides,
+                               padding=self.padding, dilation_rate=self.dilation_rate)
+        if self.use_bias:
+            y = y + self.bias
+        return self.activation(y)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class QuantBatchNorm(keras.layers.BatchNormalization):
+    """An inference batch norm as its int8 graph computes it: a per-channel multiply and an
+    add, each output rounded (its statistics stay frozen in training)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.q_scaled, self.q_out = FakeQuant(name="q_scaled"), FakeQuant(name="q_out")
+
+    def call(self, x, training=None, mask=None):
+        scale, shift = inference_affine(self)
+        return self.q_out(self.q_scaled(x * quantize_constant(scale)) + quantize_constant(shift))
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class QuantFoldedNormConv(FoldedNormConv):
+    """:class:`FoldedNormConv` as its int8 graph computes it: two convs and an add, each
+    output rounded, the image of ones too."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.q_ones, self.q_border, self.q_main, self.q_out = (
+            FakeQuant(name=n) for n in ("q_ones", "q_border", "q_main", "q_out"))
+
+    def call(self, h):
+        ones = self.q_ones(ops.ones_like(h[..., :1]))
+        border = ops.conv(ones, quantize_kernel(self.border_kernel), padding="same")
+        if self.use_bias:
+            border = border + self.bias
+        main = self.q_main(ops.conv(h, quantize_kernel(self.kernel), padding="same"))
+        return self.q_out(main + self.q_border(border))
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class QuantXUnit(XUnit):
+    """An export-form :class:`XUnit` (``split`` set, inference batch norms) as its int8 graph
+    computes it: ``BN1`` as a multiply and an add (with the ReLU), each split piece and partial
+    sum, the clipped ``d``, ``-d``, ``d * -d``, ``exp`` and ``z g`` rounded.  Its batch norms
+    use their moving statistics in training too (they are frozen)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.split is None or self.block is not None or not self.post_norm:
+            raise ValueError("quantization-aware xUnits take the export form: split depthwise "
+                             "conv (split=...), no block form, a batch norm after the conv")
+        k, s = self.kernel_size, self.split
+        pieces = 4 if 2 * s >= k else len(range(0, k, s)) ** 2
+        names = ["q_shifted", "q_gate_in", "q_negated", "q_product", "q_gate", "q_out"]
+        (self.q_shifted, self.q_gate_in, self.q_negated, self.q_product, self.q_gate,
+         self.q_out) = (FakeQuant(name=n) for n in names)
+        # BN1 as a multiply has its own rounded output; as a 1x1 conv (pointwise_norm), not
+        self.q_scaled = None if self.pointwise_norm else FakeQuant(name="q_scaled")
+        self.q_terms = [FakeQuant(name=f"q_term{i}") for i in range(pieces)]
+        # the last partial sum is rounded on the clipped range (q_gate_in) when the gate clips
+        sums = pieces - 1 - (self.gate_clip is not None)
+        self.q_sums = [FakeQuant(name=f"q_sum{i}") for i in range(sums)]
+
+    def call(self, z, training=None):
+        d = z
+        if self.norm_in is not None and self.pointwise_norm:
+            d = self._pointwise_norm_in(d)
+        elif self.norm_in is not None:
+            scale, shift = inference_affine(self.norm_in)
+            d = self.q_scaled(d * quantize_constant(scale)) + quantize_constant(shift)
+        if self.relu:
+            d = ops.relu(d)
+        d = self.q_shifted(d) if self.norm_in is not None or self.relu else d
+        kernel, bias = self._fold_norm_out(self.depthwise.kernel, self.depthwise.bias)
+        d = self._split_depthwise(d, kernel, bias)
+        if self.gate_clip is not None:
+            d = ops.clip(d, -self.gate_clip, self.gate_clip)
+        d = self.q_gate_in(d)
+        if self.gate == "gaussian":
+            d = self.q_gate(ops.exp(self.q_product(d * self.q_negated(d * -1.0))))
+        return self.q_out(z * d)
+
+    def _piece_kernel(self, kernel):
+        return quantize_kernel(kernel, axis=2)
+
+    def _add_piece(self, out, term, bias, count):
+        term = self.q_terms[count](term + bias if out is None else term)
+        if out is None:
+            return term, 1
+        out = out + term
+        if count - 1 < len(self.q_sums):
+            out = self.q_sums[count - 1](out)
+        return out, count + 1
+
+
+# Layers whose output the int8 graph keeps as one tensor, rounded by a FakeQuant after them.
+_ROUNDED_OUTPUT = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.ReLU,
+                   keras.layers.Subtract, keras.layers.Add)
+
+
+def quantization_model(model):
+    """A copy of an export-ready functional ``model`` (see ``zoo.export.quantization_ready``)
+    with int8 rounding simulated where its int8 graph rounds (same weights; ranges unset until
+    :func:`calibrate`).  Layers it does not know raise a ``ValueError`` naming them."""
+    readers = {}
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            for tensor in node.input_tensors:
+                readers.setdefault(tensor._keras_history.operation.name, []).append(layer)
+    unknown = sorted({type(layer).__name__ for layer in model.layers
+                      if not isinstance(layer, (keras.layers.InputLayer, XUnit, FoldedNormConv,
+                                                keras.layers.Lambda,
+                                                keras.layers.BatchNormalization) + _ROUNDED_OUTPUT)
+                      or (type(layer) is keras.layers.Conv2D and layer.groups != 1)})
+    if unknown:
+        raise ValueError(f"quantization-aware fine-tuning does not handle {', '.join(unknown)} "
+                         f"layers ({model.name})")
+
+    def clone(layer):
+        config = {} if isinstance(layer, keras.layers.Lambda) else layer.get_config()
+        if isinstance(layer, XUnit):
+            return QuantXUnit.from_config(config)
+        if isinstance(layer, FoldedNormConv):
+            return QuantFoldedNormConv.from_config(config)
+        if type(layer) is keras.layers.Conv2D:
+            return QuantConv2D.from_config(config)
+        if type(layer) is keras.layers.DepthwiseConv2D:
+            return QuantDepthwiseConv2D.from_config(config)
+        if type(layer) is keras.layers.BatchNormalization:
+            return QuantBatchNorm.from_config(config)
+        if isinstance(layer, keras.layers.Lambda):   # a folded batch norm's placeholder
+            return keras.layers.Lambda(layer.function, name=layer.name)
+        return layer.__class__.from_config(config)
+
+    inputs = keras.tree.map_structure(lambda t: keras.Input(t.shape[1:], name=t.name),
+                                      model.input)
+    rounded_inputs = {id(t): FakeQuant(name=f"q_{t.name}")(t)
+                      for t in keras.tree.flatten(inputs)}
+
+    def call(layer, *args, **kwargs):
+        args = keras.tree.map_structure(lambda t: rounded_inputs.get(id(t), t), args)
+        out = layer(*args, **kwargs)
+        fused = [type(r) for r in readers.get(layer.name, [])] == [keras.layers.ReLU]
+        convolution = isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
+        if isinstance(layer, _ROUNDED_OUTPUT) and not (convolution and fused):
+            out = FakeQuant(name=f"q_{layer.name}")(out)
+        return out
+
+    copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone,
+                                    call_function=call)
+    copy = keras.Model(inputs, copy.output, name=model.name)
+    rounding = {id(v) for quant in fake_quants(copy) for v in quant.weights}
+    for source in model.layers:
+        if source.weights:
+            target = copy.get_layer(source.name)
+            weights = [v for v in target.weights if id(v) not in rounding]
+            if len(weights) != len(source.weights):
+                raise ValueError(f"{source.name}: {len(source.weights)} weights, its "
+                                 f"quantization-aware copy has {len(weights)}")
+            for variable, value in zip(weights, source.weights):
+                variable.assign(value)
+    return copy
+
+
+def fake_quants(model):
+    """Every :class:`FakeQuant` of ``model``, nested ones included."""
+    return [layer for layer in model._flatten_layers() if isinstance(layer, FakeQuant)]
+
+
+def calibrate(model, inputs, batch=16):
+    """Sets every activation range of a :func:`quantization_model` to the min/max its float
+    graph reaches on ``inputs`` (a list of ``(1, H, W, C)`` arrays)."""
+    quants = fake_quants(model)
+    for quant in quants:
+        quant.observing = True
+    try:
+        for start in range(0, len(inputs), batch):
+            model(np.concatenate(inputs[start:start + batch]), training=False)
+    finally:
+        for quant in quants:
+            quant.observing = False
+    for quant in quants:
+        quant.settle()
+    return model
+
+
+def fine_tune(model, teacher, dataset, steps, learning_rate=1e-4, verbose="auto"):
+    """Fine-tunes a calibrated :func:`quantization_model` for ``steps`` steps of Adam to
+    reproduce its float ``teacher``'s outputs (mean squared error; the quantization drop is
+    their difference) on the degraded images of ``(degraded, clean)`` batches."""
+    targets = dataset.map(lambda degraded, clean: (degraded, teacher(degraded, training=False)))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    return model.fit(targets, epochs=1, steps_per_epoch=int(steps), verbose=verbose)
