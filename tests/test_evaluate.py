@@ -9,7 +9,6 @@ import pytest
 
 import zoo
 from zoo.evaluate import baseline, evaluate_model, results_table
-from zoo.restore import predict
 
 from .data_paths import DATA, needs
 

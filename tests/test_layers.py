@@ -5,7 +5,7 @@ import pytest
 import keras
 
 import zoo
-from zoo.layers import GateUnit, MemoryBlock, NonLocal, RecursiveUnit, XUnit
+from zoo.layers import GateUnit, NonLocal, RecursiveUnit, XUnit
 
 
 def _randomise(layer, rng, scale=0.5):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import official, pretrained
+from zoo import official
 from zoo.convert import ConversionError, convert, read
 from zoo.convert.torch_legacy import MAGIC, read_state_dict
 from zoo.evaluate import evaluate_model

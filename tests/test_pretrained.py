@@ -1,7 +1,5 @@
 """Shipped weights: publish a run, build with weights=tag, cards that reproduce, clear errors."""
 
-import json
-
 import numpy as np
 import pytest
 import keras
@@ -102,25 +100,20 @@ INT8_SETS = {"xdncnn": "Set12", "xsrcnn_f": "Set5", "srcnn": "Set5"}
 
 @pytest.mark.parametrize("card", CARDS, ids=[f"{c['model']}-{c['tag']}" for c in CARDS])
 def test_shipped_int8_tflite_reproduces_its_card(card):
-    import re
-
-    from zoo.data.pipeline import evaluation_pairs
-    from zoo.export import LiteRT, card_path
-    from zoo.metrics import protocol_metrics
-    from zoo.train import input_mode
+    from zoo.export import LiteRT, read_card
+    from zoo.protocol import evaluation_pairs, input_mode, score
 
     tflite = pretrained.WEIGHTS_DIR / f"{card['model']}-{card['tag']}.int8.tflite"
     assert tflite.is_file(), f"{tflite.name} is missing: every shipped weights file has one"
-    text = card_path(tflite).read_text()
-    assert re.search(r'^mode: "int8"$', text, re.MULTILINE)
+    written = read_card(tflite)
+    assert written["mode"] == "int8" and written["task"] == card["task"]
     data = DATA / INT8_SETS[card["model"]]
     if not data.is_dir():
         pytest.skip(f"{data} not found (set ZOO_DATA to the shared data folder)")
-    found = re.search(r"^numerics:\n(?:  .*\n)*?  tflite:\n    psnr: ([\d.]+)$", text, re.MULTILINE)
     level = card["levels"][0]
     info = zoo.info(card["model"])
     pairs = evaluation_pairs(data, card["task"], level, mode=input_mode(info, card["task"]))
     runner = LiteRT(tflite)
-    scores = [protocol_metrics(np.clip(runner(degraded), 0, 1), clean, card["task"], level)
+    scores = [score(runner(degraded.astype(np.float32)), clean, card["task"], level)
               for _, degraded, clean in pairs]
-    assert np.mean([s["psnr"] for s in scores]) == pytest.approx(float(found.group(1)), abs=0.02)
+    assert np.mean([s["psnr"] for s in scores]) == pytest.approx(written["numerics"]["tflite"]["psnr"], abs=0.02)

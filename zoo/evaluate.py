@@ -7,33 +7,11 @@
 
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from .data.degrade import TASK_MODE, bicubic_degrade, degrade, image_seed
-from .data.io import list_images, read_image, to_float
-from .data.resize import modcrop
-from .metrics import protocol_metrics
+from .protocol import evaluation_pairs, input_image, input_mode, mean_scores, score
 
 METRICS = ("psnr", "ssim")
-
-
-def _clean(path, task, level, mode=None):
-    """The protocol's reference: 8-bit gray (denoise) or MATLAB Y, as float64; modcropped for SR."""
-    clean = to_float(read_image(path, mode=mode or TASK_MODE[task], dtype="uint8"), np.float64)
-    return modcrop(clean, level) if task == "sr" else clean
-
-
-def _files(data):
-    files = list_images(data)
-    names = [path.stem for path in files]
-    if len(set(names)) < len(names):
-        raise ValueError(f"duplicate image names in {data}: results are keyed by file stem")
-    return files
-
-
-def _mean(images, keys):
-    return {key: float(np.mean([m[key] for m in images.values()])) for key in keys}
 
 
 def baseline(task, level, data, *, seed=0, mode=None):
@@ -72,22 +50,21 @@ def evaluate(restore, task, level, data, *, seed=0, mode=None, sub_pixel=False, 
     outputs, ``<output>_psnr``/``<output>_ssim``.
     """
     images = {}
-    for path in tqdm(_files(data), desc=desc or f"evaluate {task} {level}", unit="img"):
-        clean = _clean(path, task, level, mode)
-        degraded = degrade(clean, task, level, seed=image_seed(path.stem, seed))
-        model_input = bicubic_degrade(clean, level, upsample=False) if sub_pixel else degraded
-        restored = restore(model_input)
+    pairs = evaluation_pairs(data, task, level, mode=mode, sub_pixel=sub_pixel, seed=seed)
+    for name, degraded, clean in tqdm(pairs, desc=desc or f"evaluate {task} {level}", unit="img"):
+        restored = restore(degraded)
         outputs = restored if isinstance(restored, dict) else {"y": restored}
         row = {}
         for key, image in outputs.items():
             prefix = "" if key == "y" else f"{key}_"
-            for metric, value in protocol_metrics(image, clean, task, level).items():
+            for metric, value in score(image, clean, task, level).items():
                 row[prefix + metric] = value
-        for metric, value in protocol_metrics(degraded, clean, task, level).items():
+        for metric, value in score(input_image(degraded, clean, task, level), clean, task,
+                                   level).items():
             row[f"input_{metric}"] = value
-        images[path.stem] = row
-    keys = list(next(iter(images.values())))
-    return {"images": images, "mean": _mean(images, keys)}
+        images[name] = row
+    rows = list(images.values())
+    return {"images": images, "mean": mean_scores(rows)}
 
 
 def evaluate_model(model, info, task, levels, sets, *, seed=0, intermediate=False, **options):
@@ -97,7 +74,7 @@ def evaluate_model(model, info, task, levels, sets, *, seed=0, intermediate=Fals
     """
     from .restore import predict
 
-    mode = "RGB" if info.input == "RGB" else TASK_MODE[task]
+    mode = input_mode(info, task)
     sub_pixel = task == "sr" and info.upsampling == "sub-pixel"
     outputs = "all" if intermediate else "final"
     results = []
