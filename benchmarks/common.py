@@ -13,7 +13,7 @@ def machine():
     import keras
     import tensorflow as tf
 
-    from zoo.export_card import cpu_name
+    from zoo.export.card import cpu_name
 
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(),
             "processor": cpu_name(), "tensorflow": tf.__version__, "keras": keras.__version__,

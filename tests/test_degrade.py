@@ -6,10 +6,11 @@ import tensorflow as tf
 from PIL import Image
 
 from zoo.data.degrade import (
-    add_noise, bicubic_degrade, degrade, image_seed, jpeg_degrade, tf_add_noise,
+    add_noise, bicubic_degrade, image_seed, jpeg_degrade, tf_add_noise,
     tf_bicubic_degrade, tf_jpeg_degrade, tf_pick_level, tf_uniform_level,
 )
 from zoo.data.demo import demo_images
+from zoo.data.tasks import degrade
 
 
 @pytest.fixture(scope="module")

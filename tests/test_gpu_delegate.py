@@ -7,7 +7,7 @@ import pytest
 
 import zoo
 from zoo.export import convert, export, gpu_delegate
-from zoo.gpu_rewrites import TransposedConvShuffle, gpu_rewrite
+from zoo.export.gpu_rewrites import TransposedConvShuffle, gpu_rewrite
 from zoo.layers import PixelShuffle
 from tests.test_export import SMALL, TASK, _colour, _images, _randomised
 

@@ -1,4 +1,4 @@
-"""Quantization-aware fine-tuning (zoo.qat): the fake-quantized Keras model predicts the int8
+"""Quantization-aware fine-tuning (zoo.export.qat): the fake-quantized Keras model predicts the int8
 LiteRT file, converts to the post-training graph's ops, and fine-tuning brings it closer to the
 float model."""
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import qat
+from zoo.export import qat
 from zoo.export import export
 from tests.test_export import SMALL, _images, _randomised
 

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -86,14 +87,32 @@ def test_cli_error_is_one_line(capsys):
 
 def test_import_prints_no_tensorflow_start_up_log():
     """TF 2.21 logs absl/oneDNN/cuInit lines at start-up whatever TF_CPP_MIN_LOG_LEVEL says;
-    ``import zoo`` silences them unless the user set that variable."""
+    the zoo silences them when it loads Keras, unless asked (ZOO_VERBOSE=1 / --verbose); and a
+    ``.keras`` file of zoo layers loads with plain Keras after ``import zoo``."""
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "ZOO_VERBOSE")}
-    code = ("import numpy as np, zoo; "
-            "print(zoo.build('xnet', layers=1, filters=4)(np.zeros((1, 8, 8, 1), 'float32')).shape)")
-    quiet = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                           timeout=300)
+    code = ("import sys, numpy as np, zoo, keras; "
+            "m = zoo.build('xnet', layers=1, filters=4); m.save(sys.argv[1]); "
+            "print(keras.saving.load_model(sys.argv[1])(np.zeros((1, 8, 8, 1), 'float32')).shape)")
+    with tempfile.TemporaryDirectory() as folder:
+        saved = os.path.join(folder, "xnet.keras")
+        quiet = subprocess.run([sys.executable, "-c", code, saved], env=env, capture_output=True,
+                               text=True, timeout=300)
     assert quiet.returncode == 0 and "(1, 8, 8, 1)" in quiet.stdout, quiet.stderr[-2000:]
     assert quiet.stderr.strip() == "", quiet.stderr[-2000:]
-    verbose = subprocess.run([sys.executable, "-c", "import zoo"], env={**env, "ZOO_VERBOSE": "1"},
-                             capture_output=True, text=True, timeout=300)
+    verbose = subprocess.run([sys.executable, "-c", "import zoo, keras"],
+                             env={**env, "ZOO_VERBOSE": "1"}, capture_output=True, text=True,
+                             timeout=300)
     assert "0000 00:00" in verbose.stderr  # TensorFlow's own log lines, as asked
+
+
+def test_help_imports_no_tensorflow():
+    """``zoo --help`` and ``zoo export --help`` answer without Keras, TensorFlow or LiteRT."""
+    code = ("import sys\nfrom zoo.cli import main\n"
+            "for argv in (['--help'], ['export', '--help'], ['train', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('loaded:', sorted(m for m in ('tensorflow', 'keras', 'ai_edge_litert', 'jax', "
+            "'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--qat" in done.stdout and "--verbose" in done.stdout
+    assert done.stdout.strip().endswith("loaded: []"), done.stdout[-500:]

@@ -165,8 +165,8 @@ def test_multi_supervised_loss_is_eq12(rng):
 @pytest.mark.parametrize("args,message", [
     (["--train", "/nonexistent/folder"], "does not exist"),
     (["--recipe", "adamw"], "unknown recipe"),
-    (["--task", "sr", "--level", "1.5"], "SR scales must be integers"),
-    (["--task", "jpeg", "--level", "0"], "JPEG qualities lie in 1..100"),
+    (["--task", "sr", "--level", "1.5"], "an SR scale is an integer >= 2"),
+    (["--task", "jpeg", "--level", "0"], "a JPEG quality is an integer in 1..100"),
     (["--patch", "500"], "is at least 500x500 px"),
 ])
 def test_bad_input_is_a_one_line_error(folder, tmp_path, args, message, capsys):

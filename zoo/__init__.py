@@ -6,18 +6,44 @@
 >>> model = zoo.build("xdncnn", weights="official-s25")   # the authors' weights, fetched once
 >>> zoo.list_pretrained("xdncnn")    # the cards: source, licence, our PSNR beside the paper's
 >>> zoo.count_params(model)          # xUnit paper convention: 303616
+
+``import zoo`` is instant: Keras (and TensorFlow) load on first use of a name below, so
+``zoo --help`` answers without them.  Whenever Keras is imported (before or after ``zoo``),
+the zoo's layers get registered, so a ``.keras`` file saved by the zoo loads with plain
+``keras.saving.load_model``; and Keras starts without TensorFlow's C++ log unless asked
+(``ZOO_VERBOSE=1``, ``zoo --verbose`` or your own ``TF_CPP_MIN_LOG_LEVEL``;
+:func:`zoo._tf.on_keras_import`).
 """
 
-from zoo._tf import quiet_start
+import importlib
 
-quiet_start()  # no TensorFlow C++ start-up log (see its docstring)
+from zoo._tf import on_keras_import
 
-from zoo import layers, recipes  # noqa: E402  (registers the custom layers and optimiser)
-from zoo.params import count_params
-from zoo.pretrained import list_pretrained
-from zoo.registry import build, describe, info, list_models, register
-from zoo import models  # noqa: E402,F401  (registers every builder)
+on_keras_import()
 
-__all__ = ["build", "describe", "info", "list_models", "list_pretrained", "register",
-           "count_params"]
+_API = {
+    "build": "zoo.models", "describe": "zoo.models", "info": "zoo.models",
+    "list_models": "zoo.models", "register": "zoo.registry", "count_params": "zoo.params",
+    "list_pretrained": "zoo.pretrained",
+}
+_SUBMODULES = ("layers", "models", "recipes", "data", "metrics", "protocol", "evaluate", "train",
+               "restore", "export", "pretrained", "official", "analysis")
+
+__all__ = list(_API)
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """PEP 562: the public API and the subpackages, imported on first access."""
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"zoo.{name}")
+    else:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API) | set(_SUBMODULES))

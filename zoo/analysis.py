@@ -20,7 +20,7 @@ from zoo.layers import MemoryBlock, NonLocal
 from zoo.models.identity import start_as_identity  # noqa: F401  (part of this API)
 from zoo.params import count_params
 from zoo.recipes import get_recipe, make_optimizer
-from zoo.registry import build
+from zoo.models import build
 from zoo.restore import predict
 from zoo.train import multi_supervised_loss_weights
 

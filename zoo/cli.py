@@ -5,9 +5,12 @@ import importlib.util
 import json
 import sys
 
+from zoo._tf import set_verbose
+from zoo.data.tasks import TASKS, parse_level
+
 
 def cmd_list(args):
-    from zoo.registry import describe, info, list_models
+    from zoo.models import describe, info, list_models
 
     if args.pretrained:
         return cmd_list_pretrained(args)
@@ -32,7 +35,7 @@ def cmd_list(args):
 def cmd_baseline(args):
     from zoo.evaluate import baseline, markdown_table as result_table
 
-    result = baseline(args.task, _number(args.level), args.data, seed=args.seed)
+    result = baseline(args.task, parse_level(args.task, args.level), args.data, seed=args.seed)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -46,7 +49,7 @@ def cmd_train(args):
 
     config = TrainConfig(
         model=args.model, overrides=_key_values(args.set), task=args.task,
-        levels=[_number(v) for v in args.level.split(",")], train=args.train, val=args.val,
+        levels=_levels(args), train=args.train, val=args.val,
         recipe=args.recipe, recipe_overrides=_recipe_overrides(args), seed=args.seed,
         out=args.out or f"runs/{args.model}-{args.task}", mixed_precision=args.mixed_precision,
         strategy=args.strategy, val_limit=args.val_limit, checkpoint_every=args.checkpoint_every,
@@ -78,12 +81,12 @@ def _inference_options(args):
 
 def cmd_evaluate(args):
     from zoo.evaluate import evaluate_model, results_table
-    from zoo.registry import info
+    from zoo.models import info
     from zoo.restore import load_model
 
     model = load_model(args.model, args.weights, **_key_values(args.set))
     evaluation = evaluate_model(model, info(args.model), args.task,
-                                [_number(v) for v in args.level.split(",")], args.data,
+                                _levels(args), args.data,
                                 seed=args.seed, intermediate=args.intermediate,
                                 **_inference_options(args))
     print(json.dumps(evaluation, indent=2) if args.json else results_table(evaluation))
@@ -91,7 +94,7 @@ def cmd_evaluate(args):
 
 
 def cmd_restore(args):
-    from zoo.registry import info
+    from zoo.models import info
     from zoo.restore import load_model, restore_files
 
     model = load_model(args.model, args.weights, **_key_values(args.set))
@@ -145,9 +148,9 @@ def _recipe_overrides(args):
     return overrides
 
 
-def _number(text):
-    value = float(text)
-    return int(value) if value.is_integer() else value
+def _levels(args):
+    """``--level 15,25,50`` (or ``10/25/40,5/5/5`` for per-channel sigmas) as levels of the task."""
+    return [parse_level(args.task, text) for text in args.level.split(",")]
 
 
 def cmd_list_pretrained(args):
@@ -207,6 +210,9 @@ def markdown_table(header, rows):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="zoo", description="Image-restoration model zoo: MemNet, xUnit nets and NLRN.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own log lines (hidden by default; so is setting "
+                             "TF_CPP_MIN_LOG_LEVEL or ZOO_VERBOSE=1 yourself)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="print the model table (names, papers, parameter counts)")
     p.add_argument("pattern", nargs="?", help="glob over model names, e.g. 'x*'")
@@ -231,7 +237,7 @@ def build_parser():
 
     p = sub.add_parser("baseline", help="PSNR/SSIM of the degraded input (the papers' "
                                         "Bicubic / JPEG / noisy columns)")
-    p.add_argument("--task", required=True, choices=["denoise", "sr", "jpeg"])
+    p.add_argument("--task", required=True, choices=list(TASKS))
     p.add_argument("--level", required=True,
                    help="noise sigma (0-255 scale), SR scale or JPEG quality")
     p.add_argument("--data", required=True, nargs="+", help="folder(s) of clean test images")
@@ -241,7 +247,7 @@ def build_parser():
 
     p = sub.add_parser("evaluate", help="paper-style PSNR/SSIM table of a model on test sets")
     add_inference_arguments(p)
-    p.add_argument("--task", required=True, choices=["denoise", "sr", "jpeg"])
+    p.add_argument("--task", required=True, choices=list(TASKS))
     p.add_argument("--level", required=True, help="level(s), comma-separated (e.g. 15,25,50)")
     p.add_argument("--data", required=True, nargs="+", metavar="DIR", help="test set folder(s)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the per-image noise")
@@ -254,7 +260,7 @@ def build_parser():
     add_inference_arguments(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder (never an input's folder)")
-    p.add_argument("--task", default="denoise", choices=["denoise", "sr", "jpeg"])
+    p.add_argument("--task", default="denoise", choices=list(TASKS))
     p.add_argument("--scale", type=int, help="SR scale for interpolated-input models")
     p.add_argument("--per-channel", action="store_true",
                    help="apply a gray model to R, G and B one by one")
@@ -289,18 +295,18 @@ the ops, PSNR/SSIM of TFLite and Keras on the validation images, and latency.
 
 
 def add_export_arguments(p):
-    """The ``zoo export`` / ``export_tflite.py`` arguments (imports TensorFlow and LiteRT)."""
-    from zoo.export import (GATE_CLIP, IO_DTYPES, LATENCY_SIZES, MODES, PIPELINE_TASKS,
-                            QAT_LEARNING_RATE, QAT_STEPS)
+    """The ``zoo export`` / ``export_tflite.py`` arguments (imports no TensorFlow)."""
+    from zoo.export.settings import (GATE_CLIP, IO_DTYPES, LATENCY_SIZES, MODES,
+                                     QAT_LEARNING_RATE, QAT_STEPS)
 
     p.add_argument("--model", required=True, help="registry name (see 'zoo list')")
     p.add_argument("--weights", help="a shipped tag (zoo list --pretrained), a .weights.h5 or a "
                                       ".keras file (default: untrained weights)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="builder override for a .weights.h5 file, e.g. --set layers=3")
-    p.add_argument("--task", choices=PIPELINE_TASKS,
+    p.add_argument("--task", choices=list(TASKS),
                    help="what the model restores (default: its first task)")
-    p.add_argument("--level", help="sigma, SR scale or JPEG quality (default 25 / 3 / 10)")
+    p.add_argument("--level", help="sigma, SR scale, JPEG quality or R/G/B sigmas (default 25 / 3 / 10 / 25/25/25)")
     p.add_argument("--mode", default="float32", choices=MODES,
                    help="float32, float16 (weights), dynamic (dynamic-range int8 weights), "
                         "int8 (full integer, calibrated) or int16x8 (int16 activations, int8 "
@@ -350,7 +356,7 @@ def cmd_export(args):
         print("zoo export: no --weights given: exporting untrained weights", flush=True)
     card = export(args.model, args.out, mode=args.mode, weights=args.weights,
                   overrides=_key_values(args.set), task=args.task,
-                  level=None if args.level is None else _number(args.level),
+                  level=None if args.level is None else parse_level(args.task, args.level),
                   input_shape=args.input_shape, io_dtype=args.io_dtype,
                   calibration_data=args.calibration, calibration_samples=args.calibration_samples,
                   val_data=args.val, val_limit=args.val_limit,
@@ -395,6 +401,7 @@ Examples:
   zoo train --model xdncnn --task denoise --level 25 --recipe xunit --train ../shared/data/BSD400
   zoo train --model memnet --task denoise --level 30,50,70 --recipe memnet --train DIR
   zoo train --model xsrcnn_f --task sr --level 3 --recipe xunit --train T91 BSD200 --val Set5
+  zoo train --model dncnn_rgb --task denoise_rgb --level 10/25/40 --train DIR   # colour noise
 
 A run interrupted for any reason resumes where it stopped when started again with the same --out.
 """
@@ -404,10 +411,11 @@ def add_train_arguments(p):
     p.add_argument("--model", default="xdncnn", help="registry name (see 'zoo list')")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="builder override, e.g. --set blocks=4 --set multi_supervised=true")
-    p.add_argument("--task", default="denoise", choices=["denoise", "sr", "jpeg"])
+    p.add_argument("--task", default="denoise", choices=list(TASKS))
     p.add_argument("--level", default="25",
-                   help="sigma (denoise), scale (sr) or quality (jpeg); several, comma-separated, "
-                        "train one blind model (MemNet: 30,50,70)")
+                   help="sigma (denoise), scale (sr), quality (jpeg) or R/G/B sigmas (denoise_rgb, "
+                        "e.g. 10/25/40); several, comma-separated, train one blind model "
+                        "(MemNet: 30,50,70)")
     p.add_argument("--train", nargs="+", metavar="DIR",
                    help="folder(s) of clean training images (default: built-in demo images)")
     p.add_argument("--val", nargs="+", metavar="DIR",
@@ -441,6 +449,8 @@ def add_train_arguments(p):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        set_verbose()
     try:
         return args.func(args)
     except (ValueError, OSError) as error:  # user errors; anything else is a bug: traceback

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .data.degrade import TASKS
+from .data.tasks import get_task
 from .data.io import quantize, rgb_to_y, to_float
 
 __all__ = [
@@ -97,9 +97,10 @@ def ssim(a, b, *, shave=0, data_range=None):
 def _protocol_view(img, task):
     """One image as the protocol scores it: float64 in ``[0, 1]``, Y for SR/JPEG, uint8 for SR."""
     img = np.asarray(img)
-    if task == "sr" and img.dtype != np.uint8:
+    task = get_task(task)
+    if task.shave and img.dtype != np.uint8:
         img = quantize(to_float(img, np.float64), np.uint8)
-    if task in ("sr", "jpeg") and img.shape[-1] == 3:
+    if task.mode == "Y" and img.shape[-1] == 3:
         img = rgb_to_y(img)  # uint8 in -> uint8 out, as MATLAB rgb2ycbcr
     return to_float(img, np.float64)
 
@@ -111,17 +112,16 @@ def protocol_metrics(restored, clean, task, level):
     ----------
     restored, clean : ``HxWxC`` images, float in ``[0, 1]`` or ``uint8``; RGB images are scored
         on Y for "sr" and "jpeg" (Y of uint8 rounded to uint8, Y of floats not rounded).
-    task : "denoise" (float x 255, no shave), "sr" (uint8 rounding, shave ``level`` pixels) or
-        "jpeg" (no rounding, no shave; SPEC §4 prescribes none).
+    task : a :data:`~zoo.data.tasks.TASKS` name: "denoise" (float x 255, no shave), "sr"
+        (uint8 rounding, shave ``level`` pixels), "jpeg" (no rounding, no shave; SPEC §4
+        prescribes none), "denoise_rgb" (as "denoise", on R, G and B).
     level : sigma, scale or quality; only the SR scale changes the scoring.
 
     Returns
     -------
     ``{"psnr": dB, "ssim": value}``
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    shave = int(level) if task == "sr" else 0
+    shave = int(level) if get_task(task).shave else 0
     x, y = _protocol_view(restored, task), _protocol_view(clean, task)
     return {"psnr": psnr(x, y, shave=shave, data_range=1.0),
             "ssim": ssim(x, y, shave=shave, data_range=1.0)}

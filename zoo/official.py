@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from zoo.convert import convert
+from zoo.files import write_atomically, write_text_atomically
 
 MIRROR_VARIABLE = "ZOO_OFFICIAL_MIRROR"
 CARDS_DIR = Path(__file__).resolve().parent / "weights" / "official"
@@ -265,18 +266,6 @@ def _cached(entry):
     return target
 
 
-def write_atomically(path, write):
-    """``write(staged)`` to a temporary name beside ``path``, then renamed over it; nothing is
-    left behind on failure."""
-    staged = path.with_name(f".{path.name}.partial")
-    try:
-        write(staged)
-        os.replace(staged, path)
-    finally:
-        if staged.exists():
-            staged.unlink()
-
-
 def weights_file(name, tag, model):
     """The cached, checked ``.weights.h5`` of the official ``tag`` of registry model ``name``.
 
@@ -302,7 +291,7 @@ def weights_file(name, tag, model):
                 "source_sha256": entry.source.sha256, "sha256": sha256(converted),
                 "licence": entry.source.licence}
         write_atomically(target, lambda p: shutil.copyfile(converted, p))
-        write_atomically(record, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+        write_text_atomically(record, json.dumps(meta, indent=2) + "\n")
     return target
 
 

@@ -6,13 +6,13 @@ builds and evaluates models: it sits above the registry and the protocol.
 
 import datetime
 import json
-import os
 from pathlib import Path
 
 import keras
 
-from zoo import official, pretrained, registry
+from zoo import models, official, pretrained
 from zoo.evaluate import evaluate_model
+from zoo.files import write_atomically, write_text_atomically
 from zoo.pretrained import result_rows
 
 
@@ -31,13 +31,11 @@ def publish(run_dir, tag, test_sets, *, checkpoint="last", weights_dir=None, not
     if checkpoint not in ("last", "best"):
         raise ValueError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
     trained = keras.saving.load_model(run_dir / f"{checkpoint}.keras", compile=False)
-    model = registry.build(name, **overrides)
+    model = models.build(name, **overrides)
     model.set_weights(trained.get_weights())
     weights_dir.mkdir(parents=True, exist_ok=True)
     target = weights_dir / f"{name}-{tag}.weights.h5"
-    tmp = weights_dir / f".{name}-{tag}.tmp.weights.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, target)
+    write_atomically(target, model.save_weights)
 
     steps, seconds = run.get("steps"), run.get("wall_seconds")
     if steps is None:  # an interrupted run: the checkpoint's record and file times tell
@@ -48,7 +46,7 @@ def publish(run_dir, tag, test_sets, *, checkpoint="last", weights_dir=None, not
         steps = json.loads(record.read_text())["epoch"] * run["recipe"]["steps_per_epoch"]
         seconds = round((run_dir / f"{checkpoint}.keras").stat().st_mtime
                         - (run_dir / "run.json").stat().st_mtime)
-    evaluation = evaluate_model(model, registry.info(name), config["task"], config["levels"],
+    evaluation = evaluate_model(model, models.info(name), config["task"], config["levels"],
                                 test_sets)
     results = result_rows(evaluation)
     entry = {
@@ -69,14 +67,14 @@ def publish_official(model, tag, data_root, *, cards_dir=None):
     """Measures the official ``tag`` of ``model`` on the card's test sets (folders under
     ``data_root``; those missing are left out) and writes its card.  Returns the card."""
     entry = official.get(model, tag)
-    built = registry.build(model, weights=tag)
+    built = models.build(model, weights=tag)
     card = official.base_card(entry)
     paper = {(p["task"], p["set"], p["level"]): p["psnr"] for p in card["paper"]}
     for task, levels, sets in entry.evaluations:
         folders = [Path(data_root) / s for s in sets if (Path(data_root) / s).is_dir()]
         if not folders:
             continue
-        evaluation = evaluate_model(built, registry.info(model), task, list(levels), folders)
+        evaluation = evaluate_model(built, models.info(model), task, list(levels), folders)
         for row in result_rows(evaluation):
             row["paper_psnr"] = paper.get((task, row["set"], row["level"]), "not reported")
             card["results"].append(row)
@@ -88,7 +86,7 @@ def publish_official(model, tag, data_root, *, cards_dir=None):
 
 
 def _write_json(path, value):
-    official.write_atomically(path, lambda p: p.write_text(json.dumps(value, indent=2) + "\n"))
+    write_text_atomically(path, json.dumps(value, indent=2) + "\n")
 
 
 def _best(run_dir):

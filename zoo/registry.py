@@ -10,9 +10,13 @@ import difflib
 import fnmatch
 import inspect
 
+from zoo.data.tasks import PAPER_ONLY_TASKS, TASKS as _DEGRADATIONS
+
 _REGISTRY = {}
 
-TASKS = ("denoise", "sr", "jpeg", "derain")
+# What a model may be registered for: the zoo's degradations (zoo.data.tasks) and tasks its
+# paper reports that the zoo has no degradation for.
+TASKS = (*_DEGRADATIONS, *PAPER_ONLY_TASKS)
 INPUTS = ("gray", "Y", "RGB")
 
 
@@ -100,7 +104,8 @@ def _bind(builder, name, defaults):
 
 
 def _models():
-    # ``zoo/__init__`` imports ``zoo.models``, which runs every @register decorator once.
+    # Filled by the @register decorators when ``zoo.models`` is imported; callers import the
+    # lookups from there (``from zoo.models import build, info``).
     return _REGISTRY
 
 

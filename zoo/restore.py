@@ -21,7 +21,7 @@ import numpy as np
 import keras
 from tqdm.auto import tqdm
 
-from zoo import registry
+from zoo import models
 from zoo.pretrained import describe_error
 from zoo.data.io import list_images, read_image_and_depth, rgb_to_ycbcr, write_image, ycbcr_to_rgb
 from zoo.data.resize import imresize_np
@@ -41,12 +41,12 @@ def load_model(name=None, weights=None, **overrides):
             model = keras.saving.load_model(weights, compile=False)
         except Exception as error:
             raise ValueError(f"cannot load {os.fspath(weights)!r}: {describe_error(error)}") from None
-        if name is not None and model.name != registry.info(name).name:
+        if name is not None and model.name != models.info(name).name:
             raise ValueError(f"{os.fspath(weights)!r} holds a {model.name!r} model, not {name!r}")
         return model
     if name is None:
         raise ValueError("give a model name (or a .keras file as weights)")
-    return registry.build(name, weights=weights, **overrides)
+    return models.build(name, weights=weights, **overrides)
 
 
 def receptive_radius(model, channels=None, cap=64):

@@ -32,14 +32,16 @@ import keras
 
 from zoo._tf import tf
 
-from zoo import registry
+from zoo import models
 from zoo.data.demo import demo_images
-from zoo.data.pipeline import NumpyPatches, check_levels, evaluation_pairs, training_dataset
-from zoo.metrics import PSNRMetric, protocol_metrics
+from zoo.files import write_atomically, write_text_atomically
+from zoo.data.pipeline import NumpyPatches, training_dataset
+from zoo.data.tasks import check_levels, get_task
+from zoo.metrics import PSNRMetric
+from zoo.protocol import evaluation_pairs, input_image, input_mode, mean_scores, score
 from zoo.models.identity import is_residual, start_as_identity
 from zoo.recipes import get_recipe, make_optimizer
 
-TASK_LEVELS = {"denoise": "sigma", "sr": "scale", "jpeg": "quality"}
 
 
 @dataclasses.dataclass
@@ -65,13 +67,6 @@ class TrainConfig:
                                   # None: tf.data on the TensorFlow backend, numpy otherwise
     identity_start: bool = True   # residual models start as the identity (last conv zeroed,
                                   # zoo.models.identity); False: the paper's initialisation
-
-
-def input_mode(info, task):
-    """Colour convention of the data for a model: RGB models get RGB; gray for denoising, else Y."""
-    if info.input == "RGB":
-        return "RGB"
-    return "gray" if task == "denoise" else "Y"
 
 
 def multi_supervised_loss_weights(outputs):
@@ -194,20 +189,6 @@ def _broadcast_from_chief(strategy, arrays):
             for r, d in zip(received, dtypes)]
 
 
-def atomic_write_text(path, text):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def atomic_save_model(model, path):
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
 class ResumableCheckpoint(keras.callbacks.Callback):
     """Saves weights, optimiser variables, the global step and the training seconds so far
     (earlier, interrupted runs included) to ``state.npz`` every ``every`` steps and at the
@@ -238,9 +219,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         arrays = {f"w{i}": w for i, w in enumerate(self.model.get_weights())}
         arrays.update({f"o{i}": keras.ops.convert_to_numpy(v)
                        for i, v in enumerate(self.model.optimizer.variables)})
-        tmp = self.path.with_name(".state.tmp.npz")
-        np.savez(tmp, step=step, seconds=self.seconds(), **arrays)
-        os.replace(tmp, self.path)
+        write_atomically(self.path, lambda staged: np.savez(
+            staged, step=step, seconds=self.seconds(), **arrays))
 
     @staticmethod
     def restore(model, folder, strategy=None):
@@ -351,20 +331,21 @@ class Validation(keras.callbacks.Callback):
         self.images = images
         self.last = {}
         self.input_metrics = {
-            level: _mean([protocol_metrics(d, c, task, level) for _, d, c in pairs])
+            level: mean_scores([score(input_image(d, c, task, level), c, task, level)
+                                for _, d, c in pairs])
             if chief else {"psnr": 0.0, "ssim": 0.0}
             for level, pairs in pairs_by_level.items()}
 
     def restore(self, degraded):
-        y = self.model(degraded[None], training=False)
+        y = self.model(degraded[None].astype(np.float32), training=False)
         y = y["y"] if isinstance(y, dict) else y
-        return np.clip(keras.ops.convert_to_numpy(y)[0].astype(np.float32), 0.0, 1.0)
+        return keras.ops.convert_to_numpy(y)[0].astype(np.float32)
 
     def evaluate(self):
         results = {}
         for level, pairs in self.pairs_by_level.items():
             restored = [(name, self.restore(d), d, c) for name, d, c in pairs]
-            results[level] = (_mean([protocol_metrics(r, c, self.task, level)
+            results[level] = (mean_scores([score(r, c, self.task, level)
                                      for _, r, _, c in restored]), restored)
         return results
 
@@ -374,15 +355,15 @@ class Validation(keras.callbacks.Callback):
             results = self.evaluate()
         else:  # the chief's numbers arrive below
             results = {level: ({"psnr": 0.0, "ssim": 0.0}, []) for level in self.pairs_by_level}
-        metrics = {"val_psnr": _mean([m for m, _ in results.values()])["psnr"],
-                   "val_ssim": _mean([m for m, _ in results.values()])["ssim"],
-                   "input_psnr": _mean(list(self.input_metrics.values()))["psnr"],
-                   "input_ssim": _mean(list(self.input_metrics.values()))["ssim"],
+        metrics = {"val_psnr": mean_scores([m for m, _ in results.values()])["psnr"],
+                   "val_ssim": mean_scores([m for m, _ in results.values()])["ssim"],
+                   "input_psnr": mean_scores(list(self.input_metrics.values()))["psnr"],
+                   "input_ssim": mean_scores(list(self.input_metrics.values()))["ssim"],
                    "learning_rate": float(keras.ops.convert_to_numpy(
                        self.model.optimizer.learning_rate))}
         if len(results) > 1:
             for level, (m, _) in results.items():
-                metrics[f"val_psnr_{level}"] = m["psnr"]
+                metrics[f"val_psnr_{get_task(self.task).format_level(level)}"] = m["psnr"]
         if self.strategy is not None and _num_workers(self.strategy) > 1:
             values = _broadcast_from_chief(self.strategy, [np.array(list(metrics.values()))])[0]
             metrics = {k: float(v) for k, v in zip(metrics, values)}
@@ -395,7 +376,8 @@ class Validation(keras.callbacks.Callback):
                 tf.summary.scalar(key, value)
             for level, (_, restored) in results.items():
                 for name, r, d, c in restored[: self.images]:
-                    tf.summary.image(f"{name}_{TASK_LEVELS[self.task]}{level}"
+                    task = get_task(self.task)
+                    tf.summary.image(f"{name}_{task.level_name}{task.format_level(level)}"
                                      " (degraded | restored | clean)", _panel(d, r, c)[None])
         self.writer.flush()
 
@@ -406,12 +388,9 @@ def _panel(degraded, restored, clean):
     if factor > 1:
         degraded = np.repeat(np.repeat(degraded, factor, 0), factor, 1)
     h, w = clean.shape[:2]
-    panel = np.concatenate([np.clip(degraded[:h, :w], 0, 1), restored, clean], axis=1)
+    panel = np.concatenate([degraded[:h, :w], restored, clean], axis=1)
+    panel = np.clip(panel, 0, 1)  # shown as an image; scored unclipped
     return panel.astype(np.float32)
-
-
-def _mean(metrics):
-    return {k: float(np.mean([m[k] for m in metrics])) for k in ("psnr", "ssim")}
 
 
 def _step(model):
@@ -438,8 +417,6 @@ def _versions():
 
 
 def _check(config, info):
-    if config.task not in TASK_LEVELS:
-        raise ValueError(f"unknown task {config.task!r}; use one of {', '.join(TASK_LEVELS)}")
     levels = check_levels(config.task, config.levels)
     if info.upsampling == "sub-pixel":
         scale = config.overrides.get("scale", info.scale)
@@ -465,12 +442,12 @@ def _build_plain(config):
     """The model; under ``mixed_precision`` it computes in float16 (GPU) or bfloat16 (CPU)
     with float32 outputs, and the global dtype policy is left as it was."""
     if not config.mixed_precision:
-        return registry.build(config.model, **config.overrides)
+        return models.build(config.model, **config.overrides)
     previous = keras.mixed_precision.global_policy()
     gpu = bool(_gpus())
     keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
     try:
-        model = registry.build(config.model, **config.overrides)
+        model = models.build(config.model, **config.overrides)
         outputs = keras.tree.map_structure(
             lambda t: keras.layers.Activation("linear", dtype="float32")(t), model.output)
         return keras.Model(model.inputs, outputs, name=model.name)
@@ -581,7 +558,7 @@ def train(config=None, **kwargs):
         config.data_path = "tf" if on_tensorflow() else "numpy"
     if config.data_path not in ("tf", "numpy"):
         raise ValueError(f"data_path must be 'tf' or 'numpy', got {config.data_path!r}")
-    info = registry.info(config.model)
+    info = models.info(config.model)
     levels = _check(config, info)
     recipe = get_recipe(config.recipe, **config.recipe_overrides)
     mode = input_mode(info, config.task)
@@ -678,7 +655,8 @@ def _train(config, recipe, info, levels, mode, upsampling, strategy, replicas, w
 
     pairs = {}
     for level in levels:
-        triples = evaluation_pairs(val_data, config.task, level, mode=mode, upsampling=upsampling,
+        triples = evaluation_pairs(val_data, config.task, level, mode=mode,
+                                   sub_pixel=upsampling == "sub-pixel",
                                    seed=config.seed) if chief else []
         pairs[level] = triples[: config.val_limit or None]
 
@@ -696,7 +674,7 @@ def _train(config, recipe, info, levels, mode, upsampling, strategy, replicas, w
            "replicas": replicas, "workers": workers, "chief": chief,
            "params": model.count_params()}
     if chief:
-        atomic_write_text(out / "run.json", json.dumps(run, indent=2))
+        write_text_atomically(out / "run.json", json.dumps(run, indent=2))
 
     spe = recipe.steps_per_epoch
     epochs = -(-total // spe)
@@ -732,7 +710,7 @@ def _train(config, recipe, info, levels, mode, upsampling, strategy, replicas, w
                     b"".join(np.ascontiguousarray(w).tobytes() for w in weights)).hexdigest(),
                 "history": {k: [float(v) for v in vs] for k, vs in history.items()}})
     if chief:
-        atomic_write_text(out / "run.json", json.dumps(run, indent=2))
+        write_text_atomically(out / "run.json", json.dumps(run, indent=2))
     return run
 
 
@@ -751,11 +729,11 @@ class BestAndLast(keras.callbacks.Callback):
             self.best = json.loads(meta.read_text())["val_psnr"]
 
     def on_epoch_end(self, epoch, logs=None):
-        atomic_save_model(self.model, self.folder / "last.keras")
-        atomic_write_text(self.folder / "last.json", json.dumps({"epoch": epoch + 1}))
+        write_atomically(self.folder / "last.keras", self.model.save)
+        write_text_atomically(self.folder / "last.json", json.dumps({"epoch": epoch + 1}))
         psnr = (logs or {}).get("val_psnr")
         if psnr is not None and psnr > self.best:
             self.best = psnr
-            atomic_save_model(self.model, self.folder / "best.keras")
-            atomic_write_text(self.folder / "best.json",
+            write_atomically(self.folder / "best.keras", self.model.save)
+            write_text_atomically(self.folder / "best.json",
                               json.dumps({"val_psnr": psnr, "epoch": epoch + 1}))

@@ -1,7 +1,7 @@
 """Image data: files, colour conventions, MATLAB-compatible resize, degradations, a demo set."""
 
 from .degrade import (
-    TASK_MODE, TASKS, add_noise, bicubic_degrade, degrade, image_seed, jpeg_degrade,
+    add_noise, bicubic_degrade, image_seed, jpeg_degrade,
     tf_add_noise, tf_bicubic_degrade, tf_jpeg_degrade, tf_pick_level, tf_uniform_level,
 )
 from .demo import cache_dir, demo_folder, demo_images
@@ -11,9 +11,11 @@ from .io import (
     ycbcr_to_rgb,
 )
 from .resize import imresize, imresize_np, modcrop
+from .tasks import TASK_MODE, TASKS, Task, check_levels, degrade, get_task, parse_level
 
 __all__ = [
-    "TASK_MODE", "TASKS", "add_noise", "bicubic_degrade", "degrade", "image_seed", "jpeg_degrade",
+    "TASK_MODE", "TASKS", "Task", "check_levels", "get_task", "parse_level", "degrade",
+    "add_noise", "bicubic_degrade", "image_seed", "jpeg_degrade",
     "tf_add_noise", "tf_bicubic_degrade", "tf_jpeg_degrade", "tf_pick_level", "tf_uniform_level",
     "cache_dir", "demo_folder", "demo_images",
     "IMAGE_EXTENSIONS", "ImageReadError", "convert_mode", "list_images", "quantize", "read_folder",

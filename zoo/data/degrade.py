@@ -25,13 +25,9 @@ from .io import quantize, to_float
 from .resize import imresize, imresize_np
 
 __all__ = [
-    "TASKS", "TASK_MODE", "image_seed", "add_noise", "bicubic_degrade", "jpeg_degrade", "degrade",
+    "image_seed", "add_noise", "bicubic_degrade", "jpeg_degrade",
     "tf_pick_level", "tf_uniform_level", "tf_add_noise", "tf_bicubic_degrade", "tf_jpeg_degrade",
 ]
-
-TASKS = ("denoise", "sr", "jpeg")
-# Channels each task works on (MemNet §4.1: gray for denoising, luminance for SISR and JPEG).
-TASK_MODE = {"denoise": "gray", "sr": "Y", "jpeg": "Y"}
 
 
 def image_seed(name, seed=0):
@@ -46,10 +42,17 @@ def image_seed(name, seed=0):
 # --- numpy (reference) ---------------------------------------------------------------------------
 
 def add_noise(img, sigma, seed=None):
-    """``img + sigma / 255 * N(0, 1)``, not clipped; noise drawn in float64 by ``default_rng(seed)``."""
+    """``img + sigma / 255 * N(0, 1)``, not clipped; noise drawn in float64 by ``default_rng(seed)``.
+
+    ``sigma``: one number, or one per channel (e.g. ``(10, 25, 40)`` for R, G, B).
+    """
     img = np.asarray(img)
     if not np.issubdtype(img.dtype, np.floating):
         raise TypeError(f"add_noise needs a float image in [0, 1], got {img.dtype}")
+    sigma = np.asarray(sigma, np.float64)
+    if sigma.ndim and sigma.shape != img.shape[-1:]:
+        raise ValueError(f"{sigma.size} per-channel sigmas for an image of {img.shape[-1]} "
+                         "channel(s)")
     noise = np.random.default_rng(seed).standard_normal(img.shape)
     return (img + sigma / 255 * noise).astype(img.dtype)
 
@@ -87,17 +90,6 @@ def jpeg_degrade(img, quality):
     return out if img.dtype == np.uint8 else to_float(out, img.dtype)
 
 
-def degrade(clean, task, level, seed=None):
-    """The protocol's input for ``task`` at ``level`` (sigma, scale or quality); SR upsamples."""
-    if task == "denoise":
-        return add_noise(clean, level, seed)
-    if task == "sr":
-        return bicubic_degrade(clean, level, upsample=True)
-    if task == "jpeg":
-        return jpeg_degrade(clean, level)
-    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-
-
 # --- TensorFlow ----------------------------------------------------------------------------------
 
 def _split(seed, n):
@@ -118,9 +110,10 @@ def _pick_index(n, seed=None):
 
 
 def tf_pick_level(levels, seed=None):
-    """One value of ``levels`` (a list), uniformly at random, as a scalar tensor."""
+    """One value of ``levels`` (a list of numbers, or of per-channel tuples), uniformly at
+    random, as a tensor (a scalar, or a vector for per-channel levels)."""
     levels = tf.constant(levels)
-    return tf.gather(levels, _pick_index(tf.size(levels), seed))
+    return tf.gather(levels, _pick_index(tf.shape(levels)[0], seed))
 
 
 def tf_uniform_level(low, high, seed=None):
@@ -137,7 +130,8 @@ def tf_add_noise(img, sigma, seed=None):
     """TF :func:`add_noise`: ``img + sigma / 255 * N(0, 1)``, not clipped.
 
     ``sigma`` is a number, a scalar tensor or a list to draw from (one sigma per call, i.e. per
-    sample when mapped over a dataset of images).
+    sample when mapped over a dataset of images); per-channel sigmas are tuples (a list of them
+    to draw from) or a vector tensor.
     """
     img = tf.convert_to_tensor(img)
     pick_seed, noise_seed = _split(seed, 2)

@@ -12,12 +12,12 @@ PNGs are decoded/encoded with ``tf.io`` and 16-bit colour TIFFs with ``tifffile`
 
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from .._tf import decode_errors, is_tensor, tf
+from ..files import write_bytes_atomically
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
@@ -405,13 +405,4 @@ def write_image(path, img, bit_depth=8, **options):
     if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
         raise ValueError(f"expected HxW, HxWx1 or HxWx3, got shape {arr.shape}")
     data = _encode(_convert_dtype(arr, np.uint8 if bit_depth == 8 else np.uint16), fmt, options)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-        os.replace(tmp_name, path)
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
-    return path
+    return write_bytes_atomically(path, data)

@@ -1,4 +1,4 @@
-"""tf.data pipelines: folder -> (degraded, clean) patches for ``model.fit``, and test pairs.
+"""tf.data pipelines: folder -> (degraded, clean) patches for ``model.fit`` (test pairs: zoo.protocol).
 
 Training (:func:`training_dataset`):
 
@@ -34,31 +34,16 @@ import keras
 from .._tf import tf
 from tqdm.auto import tqdm
 
-from .degrade import TASKS, add_noise, bicubic_degrade, image_seed, jpeg_degrade, tf_add_noise
-from .degrade import tf_uniform_level
+from .degrade import bicubic_degrade, tf_uniform_level
 from .io import ImageReadError, read_folder
 from .resize import modcrop
+from .tasks import check_levels, get_task
 
-
-
-def check_levels(task, levels):
-    """``levels`` as a list, checked against what ``task`` takes; a clear error otherwise."""
-    levels = list(levels) if isinstance(levels, (list, tuple)) else [levels]
-    if not levels:
-        raise ValueError("at least one level is needed")
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    if task == "sr" and any(int(s) != s or s < 2 for s in levels):
-        raise ValueError(f"SR scales must be integers >= 2, got {levels}")
-    if task == "jpeg" and any(not 1 <= q <= 100 for q in levels):
-        raise ValueError(f"JPEG qualities lie in 1..100, got {levels}")
-    if task == "denoise" and any(s < 0 for s in levels):
-        raise ValueError(f"noise levels are sigmas >= 0 on the 0-255 scale, got {levels}")
-    return levels
 
 
 def degrade_whole(clean, task, level, upsampling="interpolated"):
-    """The deterministic, whole-image part of a degradation: SR and JPEG; denoising adds nothing.
+    """The deterministic, whole-image part of a degradation (SR, JPEG); a ``per_patch`` task
+    (noise) adds nothing here.
 
     Returns ``(degraded, clean)``; for SR the clean image is modcropped to the scale.
     """
@@ -67,14 +52,14 @@ def degrade_whole(clean, task, level, upsampling="interpolated"):
         degraded = bicubic_degrade(clean.astype(np.float64), level,
                                    upsample=upsampling == "interpolated")
         return degraded.astype(np.float32), clean
-    if task == "jpeg":
-        return jpeg_degrade(clean, level), clean
-    return clean, clean
+    if get_task(task).per_patch:
+        return clean, clean
+    return get_task(task).degrade(clean, level), clean
 
 
 def _pairs(images, task, levels, upsampling):
     """(degraded, clean) whole-image pairs: one per image and deterministic level."""
-    if task == "denoise":
+    if get_task(task).per_patch:
         return [(image, image) for image in images]
     pairs = []
     for image in tqdm(images, desc=f"degrading ({task} {levels})", unit="img", leave=False):
@@ -139,9 +124,10 @@ def training_dataset(data, *, task, levels, patch_size, batch_size, mode="gray",
     Args:
         data: a folder, a list of folders, or a list of ``(name, HxWxC array)``
             (e.g. ``zoo.data.demo_images()``).
-        task: ``"denoise"``, ``"sr"`` or ``"jpeg"``.
-        levels: sigma(s) (0-255 scale), scale(s) or JPEG quality(ies); a list
-            trains one blind model on all of them.
+        task: a name of :data:`zoo.data.tasks.TASKS` (``"denoise"``, ``"sr"``, ``"jpeg"``,
+            ``"denoise_rgb"``).
+        levels: sigma(s) (0-255 scale), scale(s), JPEG quality(ies) or per-channel sigmas;
+            a list trains one blind model on all of them.
         patch_size: side of the clean patch (the low-res patch of a sub-pixel
             pair is ``patch_size / scale``).
         batch_size: patches per batch.
@@ -195,35 +181,18 @@ def training_dataset(data, *, task, levels, patch_size, batch_size, mode="gray",
     def finish(index, pair):
         degraded, clean = pair
         element_seed = tf.stack([tf.cast(seed + 2, tf.int64), index])
-        if task == "denoise":
-            sigma = (tf_uniform_level(*level_range, seed=element_seed + [0, 1]) if level_range
+        if per_patch is not None:
+            level = (tf_uniform_level(*level_range, seed=element_seed + [0, 1]) if level_range
                      else levels)
-            degraded = tf_add_noise(clean, sigma, seed=element_seed)
+            degraded = per_patch(clean, level, seed=element_seed)
         if augment:
             k = tf.random.stateless_uniform([], element_seed + [0, 2], 0, 8, tf.int32)
             degraded, clean = _dihedral(degraded, k), _dihedral(clean, k)
         return degraded, clean
 
+    per_patch = get_task(task).tf_degrade if get_task(task).per_patch else None
     dataset = dataset.enumerate().map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-
-
-def evaluation_pairs(data, task, level, *, mode="gray", upsampling="interpolated", seed=0):
-    """Whole-image ``(name, degraded, clean)`` float32 triples under SPEC §4.
-
-    Denoising noise is seeded per image from its file name (``image_seed``), so
-    a test set always gets the same noise.  ``data`` is a folder, a list of
-    folders, or a list of ``(name, array)``.  Float32 is what models take; the
-    protocol's float64 reference numbers are :func:`zoo.evaluate.baseline`'s.
-    """
-    level = check_levels(task, level)[0]
-    triples = []
-    for name, image in named_images(data, mode):
-        degraded, clean = degrade_whole(image, task, level, upsampling)
-        if task == "denoise":
-            degraded = add_noise(clean, level, seed=image_seed(name, seed))
-        triples.append((name, degraded.astype(np.float32), clean.astype(np.float32)))
-    return triples
 
 
 class NumpyPatches(keras.utils.PyDataset):
@@ -261,9 +230,9 @@ class NumpyPatches(keras.utils.PyDataset):
             x = degraded[top:top + low, left:left + low]
             r = self.ratio
             y = clean[top * r:top * r + self.patch, left * r:left * r + self.patch]
-            if self.task == "denoise":
-                sigma = self.levels[rng.integers(len(self.levels))]
-                x = y + sigma / 255 * rng.standard_normal(y.shape)
+            if get_task(self.task).per_patch:
+                level = self.levels[rng.integers(len(self.levels))]
+                x = get_task(self.task).degrade(y, level, rng)
             if self.augment:
                 k = int(rng.integers(8))
                 x, y = (np.rot90(t, k % 4) for t in (x, y))

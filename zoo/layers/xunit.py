@@ -187,7 +187,7 @@ class XUnit(keras.layers.Layer):
                 out, count = self._add_piece(out, term, bias, count)
         return out
 
-    # Two steps of the export forms that quantization-aware fine-tuning (zoo.qat) overrides to
+    # Two steps of the export forms that quantization-aware fine-tuning (zoo.export.qat) overrides to
     # round each depthwise kernel, each piece and each partial sum as the int8 graph does.
 
     def _piece_kernel(self, kernel):

@@ -30,7 +30,7 @@ def _residual_output(x, noise):
     return keras.layers.Subtract(name="restored")([x, noise])
 
 
-@register("xdncnn_rgb", paper=XUNIT, tasks=("derain", "denoise"), input="RGB",
+@register("xdncnn_rgb", paper=XUNIT, tasks=("derain", "denoise", "denoise_rgb"), input="RGB",
           paper_params="306K", channels=3)
 @register("xdncnn", paper=XUNIT, tasks=("denoise",), input="gray", paper_params="303K")
 def xdncnn(channels=1, filters=64, blocks=7, kernel_size=9, name="xdncnn"):
@@ -55,7 +55,7 @@ def xdncnn(channels=1, filters=64, blocks=7, kernel_size=9, name="xdncnn"):
           upsampling="interpolated", paper_params="20 layers (SPEC §5)", depth=20)
 @register("dncnn_b", paper=DNCNN, tasks=("denoise",), input="gray",
           paper_params="20 layers (SPEC §5)", depth=20)
-@register("dncnn_rgb", paper=DNCNN, tasks=("derain", "denoise"), input="RGB",
+@register("dncnn_rgb", paper=DNCNN, tasks=("derain", "denoise", "denoise_rgb"), input="RGB",
           paper_params="558K", channels=3)
 @register("dncnn_s", paper=DNCNN, tasks=("denoise",), input="gray", paper_params="555K")
 def dncnn(channels=1, filters=64, depth=17, name="dncnn_s"):

@@ -25,6 +25,7 @@ from keras.quantizers import fake_quant_with_min_max_vars
 
 from zoo.layers import FoldedNormConv, XUnit
 from zoo.layers.normalization import inference_affine
+from zoo.export.rewrites import readers
 
 __all__ = ["FakeQuant", "quantization_model", "calibrate", "fine_tune", "quantize_kernel"]
 
@@ -210,11 +211,7 @@ def quantization_model(model):
     """A copy of an export-ready functional ``model`` (see ``zoo.export.quantization_ready``)
     with int8 rounding simulated where its int8 graph rounds (same weights; ranges unset until
     :func:`calibrate`).  Layers it does not know raise a ``ValueError`` naming them."""
-    readers = {}
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
-            for tensor in node.input_tensors:
-                readers.setdefault(tensor._keras_history.operation.name, []).append(layer)
+    layer_readers = readers(model)
     unknown = sorted({type(layer).__name__ for layer in model.layers
                       if not isinstance(layer, (keras.layers.InputLayer, XUnit, FoldedNormConv,
                                                 keras.layers.Lambda,
@@ -248,7 +245,7 @@ def quantization_model(model):
     def call(layer, *args, **kwargs):
         args = keras.tree.map_structure(lambda t: rounded_inputs.get(id(t), t), args)
         out = layer(*args, **kwargs)
-        fused = [type(r) for r in readers.get(layer.name, [])] == [keras.layers.ReLU]
+        fused = [type(r) for r in layer_readers.get(layer.name, [])] == [keras.layers.ReLU]
         convolution = isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
         if isinstance(layer, _ROUNDED_OUTPUT) and not (convolution and fused):
             out = FakeQuant(name=f"q_{layer.name}")(out)

@@ -1,0 +1,233 @@
+""":func:`export`: load, rewrite, calibrate (or fine-tune), convert, validate, time, write the
+file and its card atomically.
+"""
+
+import os
+from pathlib import Path
+
+from zoo.data.demo import demo_images
+from zoo.data.tasks import TASKS, check_levels, get_task
+from zoo.export.gpu_rewrites import TransposedConvShuffle, gpu_rewrite
+from zoo.layers import FoldedNormConv
+from zoo.protocol import evaluation_pairs, input_mode
+from zoo.params import count_params
+from zoo.export.settings import CALIBRATED, DEFAULT_XNNPACK, GATE_CLIP, LATENCY_SIZES, LATENCY_THREADS, MODES, QAT_LEARNING_RATE, XUNIT_BLOCK, XUNIT_SPLIT
+from zoo.export.card import card_path, describe_data, machine, rounded, tensor_meaning, tensor_spec, write_card
+from zoo.export.model import output_ratio, inference_model, load_model, model_flops
+from zoo.export.conversion import op_counts, convert
+from zoo.export.calibrate import calibration_count, calibration_inputs, fine_tune_quantized
+from zoo.export.runtime import LiteRT, fastest_runtime, gpu_delegate, measure_latency
+from zoo.export.rewrites import equalisable_units, xunit_applied, xunit_notes, equalise_scales, fold_batch_norms, xunit_options
+from zoo.export.validate import crop_pairs, resizable_check, compare, simulated_agreement, summarise
+
+
+def _task_and_level(info, task, level, ratio):
+    task = get_task(task or next((t for t in info.tasks if t in TASKS), "denoise")).name
+    if level is None:
+        level = ratio if ratio > 1 else get_task(task).default_level
+    level = check_levels(task, level)[0]
+    if ratio > 1 and (task != "sr" or level != ratio):
+        raise ValueError(f"{info.name} is a x{ratio} sub-pixel SR model: use task 'sr' "
+                         f"with level {ratio}")
+    return task, level
+
+
+def _check_out(out):
+    out = Path(out)
+    if out.suffix != ".tflite":
+        raise ValueError(f"the output file must end in .tflite, got {str(out)!r}")
+    return out
+
+
+def export(model, out, *, mode="float32", weights=None, overrides=None, task=None, level=None,
+           input_shape=None, io_dtype="int8", calibration_data=None, calibration_samples=128,
+           val_data=None, val_limit=0, allow_select_ops=False, latency_sizes=LATENCY_SIZES,
+           latency_threads=LATENCY_THREADS, latency_runs=5, gate_clip=GATE_CLIP,
+           xunit_split=None, xunit_block=None, qat_steps=0, qat_learning_rate=QAT_LEARNING_RATE,
+           seed=0):
+    """Exports a zoo model to ``out`` (a .tflite), validates it on LiteRT and writes its card.
+
+    Args:
+        model: registry name, or a built ``keras.Model``.
+        out: the ``.tflite`` path; the card goes to ``<name>.card.yaml`` beside it.
+        mode: ``"float32"``, ``"float16"``, ``"dynamic"``, ``"int8"`` or ``"int16x8"``.
+        weights: ``.weights.h5`` (with the builder ``overrides``) or ``.keras``; None keeps the
+            untrained initial weights.
+        task, level: what the model restores (default: its first task, sigma 25 / x3 / q10; a
+            sub-pixel model's scale) and so how validation and calibration degrade images.
+        input_shape: ``(H, W)`` for a fixed input; None: resizable.
+        io_dtype: ``"int8"`` or ``"uint8"``, the input/output type of an int8 model.
+        calibration_data, val_data: folder(s) or ``[(name, image)]``; default: the built-in
+            demo images (training split for calibration, the held-out two for validation).
+        calibration_samples: int8 calibration patches (of CALIBRATION_PATCH squares: a larger
+            fixed input gets as many pixels in fewer inputs, at least CALIBRATION_MIN).
+        val_limit: validate on the first N images only (0: all).
+        allow_select_ops: accept ops that need the Flex delegate (the file is then not
+            validated: the Python LiteRT runtime has no Flex delegate).
+        latency_sizes: square input sides to time (a fixed model is timed at its own size);
+            empty to skip.  latency_threads, latency_runs: threads and timed runs per setting.
+        gate_clip: in int8 mode, xUnit gates read ``clip(d, -gate_clip, gate_clip)``
+            (:func:`xunit_options`); None or 0: as trained.
+        xunit_split: xUnit depthwise convs run as sums of pieces of at most ``xunit_split`` x
+            ``xunit_split`` taps (:func:`xunit_options`); 0: whole; None: ``XUNIT_SPLIT[mode]``.
+            int8 exports also fold batch norms that precede convs (:func:`fold_batch_norms`).
+        xunit_block: xUnit depthwise convs run as grouped convs on ``xunit_block`` square pixel
+            blocks instead (:func:`xunit_options`); 0: not; None: ``XUNIT_BLOCK`` for int8
+            with a fixed ``input_shape``, else 0.
+        qat_steps: int8 only: fine-tune this many steps with int8 rounding simulated
+            (:mod:`zoo.export.qat`) on the calibration images before converting (0: post-training
+            quantization only); xUnits then keep the split form.  qat_learning_rate: its Adam
+            step size.
+
+    Returns the card (a dict), also written as YAML.
+    """
+    out = _check_out(out)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    keras_model, info = load_model(model, weights, overrides)
+    keras_model = inference_model(keras_model)
+    channels = keras_model.inputs[0].shape[-1]
+    ratio = output_ratio(keras_model, channels)
+    task, level = _task_and_level(info, task, level, ratio)
+    colour = input_mode(info, task)
+    upsampling = "sub-pixel" if ratio > 1 else "interpolated"
+    shape = tuple(int(s) for s in input_shape) if input_shape else None
+    if shape is not None and (len(shape) != 2 or min(shape) < 1):
+        raise ValueError(f"input_shape is (H, W) with positive sides, got {input_shape!r}")
+    if qat_steps and mode != "int8":
+        raise ValueError(f"quantization-aware fine-tuning (qat_steps) is for int8 exports, "
+                         f"not {mode}")
+    if qat_steps and xunit_block:
+        raise ValueError("quantization-aware fine-tuning keeps xUnits in the split form: "
+                         "leave xunit_block unset")
+
+    calibration = None
+    if mode in CALIBRATED:
+        calibration = calibration_inputs(
+            calibration_data or demo_images(colour, split="train"), task=task, level=level,
+            mode=colour, upsampling=upsampling, ratio=ratio, input_shape=shape,
+            samples=calibration_count(calibration_samples, shape), seed=seed)
+    notes = []
+    gate_clip = gate_clip if mode in CALIBRATED else None
+    xunit_split = XUNIT_SPLIT.get(mode) if xunit_split is None else xunit_split
+    if xunit_block is None:
+        xunit_block = XUNIT_BLOCK if mode == "int8" and shape and not qat_steps else 0
+    source = equalise_scales(keras_model, calibration) if mode in CALIBRATED else keras_model
+    converted = xunit_options(source, gate_clip=gate_clip, split=xunit_split,
+                              block=xunit_block)
+    applied = xunit_applied(converted) if converted is not keras_model else {}
+    notes += xunit_notes(applied)
+    if source is not keras_model:
+        count = len(equalisable_units(keras_model))
+        applied["equalised_xunits"] = count
+        notes.append(f"{count} xUnit(s) with per-channel scales equalised on the calibration "
+                     "inputs (exact: the batch norms and convs around them divide them out)")
+    # int8 only: int16 activations quantize the tensor before a batch norm finely enough, and
+    # folding a batch norm's per-channel scales into a kernel coarsens its per-channel int8 grid
+    # (the authors' xDnCNN: 0.33 dB from weights alone with folding, 0.03 dB without)
+    folded = fold_batch_norms(converted) if mode == "int8" else converted
+    if folded is not converted:
+        count = sum(isinstance(layer, FoldedNormConv) for layer in folded.layers)
+        applied["folded_batch_norms"] = count
+        notes.append(f"{count} batch norm(s) before convs folded into them (exact, borders "
+                     "included)")
+        converted = folded
+    if mode == "float16":     # the GPU delegate's mode: keep the graph in its op table
+        rewritten = gpu_rewrite(converted)
+        if rewritten is not converted:
+            count = sum(isinstance(layer, TransposedConvShuffle) for layer in rewritten.layers)
+            applied["transposed_conv_shuffles"] = count
+            notes.append(f"{count} pixel shuffle(s) run as transposed convs with one-hot kernels "
+                         "(exact), for the GPU delegate, which has no DEPTH_TO_SPACE")
+            converted = rewritten
+    simulated, qat_card = None, None
+    if qat_steps:
+        data = calibration_data or demo_images(colour, split="train")
+        simulated, qat_card = fine_tune_quantized(
+            converted, calibration, data, task=task, level=level, mode=colour,
+            upsampling=upsampling, ratio=ratio, steps=qat_steps,
+            learning_rate=qat_learning_rate, seed=seed)
+        qat_card["data"] = describe_data(calibration_data,
+                                          "built-in demo images (training split)")
+        notes.append(f"quantization-aware fine-tuning: {qat_steps} steps in "
+                     f"{qat_card['seconds']:.0f} s; activation ranges and weights from it "
+                     "(the converter reads its FakeQuant ranges)")
+        converted = simulated
+    content, graph = convert(converted, mode, input_shape=shape, calibration=calibration,
+                             io_dtype=io_dtype, allow_select_ops=allow_select_ops)
+    if mode in CALIBRATED and graph.float_ops:
+        notes.append(f"float ops remain in the {mode} graph: {op_counts(graph.float_ops)}")
+    if mode == "int16x8":
+        notes.append("int16x8 runs on LiteRT's reference kernels only (XNNPACK and the GPU "
+                     "delegate do not take int16 activations)")
+
+    numerics, resizable, latency = {"validated": False}, {"works": None}, []
+    if graph.flex_ops:
+        notes.append("not validated: the Python LiteRT runtime cannot run Flex ops")
+    else:
+        if latency_sizes:
+            sizes = [shape] if shape else [(s, s) for s in latency_sizes]
+            latency = measure_latency(content, sizes, latency_threads, latency_runs,
+                                      flops=lambda h, w: model_flops(keras_model, h, w))
+        runtime = fastest_runtime(latency)["xnnpack"] if latency else DEFAULT_XNNPACK
+        pairs = evaluation_pairs(val_data or demo_images(colour, split="val"), task, level,
+                                 mode=colour, sub_pixel=upsampling == "sub-pixel", seed=seed)
+        pairs = pairs[: val_limit or None]
+        if shape:
+            cropped = crop_pairs(pairs, shape, ratio)
+            if len(cropped) < len(pairs):
+                notes.append(f"validated on {len(cropped)} of {len(pairs)} images: the others "
+                             f"are smaller than the {shape[0]}x{shape[1]} input")
+            pairs = cropped
+        rows = compare(LiteRT(content, xnnpack=runtime), keras_model, pairs, task, level)
+        numerics = {"validated": True, "xnnpack": runtime, **summarise(rows), "per_image": rows}
+        if simulated is not None:
+            numerics["fake_quant"] = simulated_agreement(simulated, LiteRT(content, xnnpack=runtime),
+                                                         pairs, task, level)
+        resizable = resizable_check(content, keras_model, fixed=shape is not None,
+                                     image=pairs[0][1])
+    lite = LiteRT(content)
+
+    card = {
+        "model": info.name,
+        "paper": info.paper,
+        "task": task,
+        "level": level,
+        "mode": mode,
+        "file": {"name": out.name, "size_bytes": len(content),
+                 "size_mb": round(len(content) / 2**20, 3)},
+        "weights": str(weights) if weights is not None else None,
+        "overrides": dict(overrides or {}),
+        "export_options": applied,
+        "parameters": {c: count_params(keras_model, c) for c in ("paper", "kernels", "keras")},
+        "flops": {"per_input_pixel": model_flops(keras_model, 64, 64) / 64**2,
+                  "counted_at": [64, 64], "rule": "2 x multiply-adds of convolutions and matmuls"},
+        "input": tensor_spec(lite.input, tensor_meaning(colour, task, level, ratio, "input")),
+        "output": tensor_spec(lite.output, tensor_meaning(colour, task, level, ratio, "output")),
+        "resizable": rounded(resizable),
+        "graph": {"builtin_only": graph.builtin_only, "ops": graph.ops,
+                  "flex_ops": graph.flex_ops, "custom_ops": graph.custom_ops},
+        "numerics": rounded(numerics),
+        "latency": {"unit": "ms after one warm-up run", "results": latency,
+                    "default_runtime": fastest_runtime(latency) if latency else None},
+        "gpu_delegate": gpu_delegate(content, graph),
+        "notes": notes,
+        "machine": machine(),
+    }
+    if qat_card is not None:
+        card["quantization_aware"] = qat_card
+    if mode in CALIBRATED:
+        card["graph"]["float_ops"] = graph.float_ops
+        card["calibration"] = {
+            "samples": len(calibration), "patch": list(calibration[0].shape[1:3]),
+            "data": describe_data(calibration_data, "built-in demo images (training split)")}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_bytes(content)
+        write_card(card_path(out), card)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return card
