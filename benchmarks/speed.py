@@ -13,7 +13,7 @@ statistics, so nothing folds away):
   writes it by default (resizable, 9x9 split into <=5x5 pieces), plus int8 with the 9x9 whole
   (``--xunit-split 0``); each on the builtin kernels and on XNNPACK.  Then int8 exported at a
   fixed size (``--input-shape N N``, one file per size), with the split and with its default,
-  4x4 pixel blocks (``XUnit(block=4)``), on XNNPACK.
+  4x4 pixel blocks (``ExportXUnit(block=4)``), on XNNPACK.
 
 Training throughput, xDnCNN, Adam, MSE, batch 16 of 40x40 patches (patches/s): PyTorch eager
 (NCHW and channels-last) and ``torch.compile``; Keras ``train_on_batch`` without and with XLA

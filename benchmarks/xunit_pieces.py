@@ -7,7 +7,7 @@ size to float32 and to int8 (calibrated on 4 random inputs) and run on XNNPACK:
 
 - depthwise convs of several kernel shapes (XNNPACK runs up to 25 taps fast, more ~50x slower);
 - the 3x3 dense conv 64->64 that the xNets are made of, and the grouped conv that
-  ``XUnit(block=4)`` runs (4x4 pixel blocks, 1024 channels, 3x3 blocks);
+  ``ExportXUnit(block=4)`` runs (4x4 pixel blocks, 1024 channels, 3x3 blocks);
 - the block layout (one 5-D transpose against SPACE_TO_DEPTH and a 3-D transpose);
 - the elementwise passes of the unit;
 - whole xUnits: the 9x9 kept whole, ``split=5`` and ``block=4``, with the int8 gate clip.
@@ -29,7 +29,7 @@ from keras import ops
 
 from common import machine, timed, write
 from zoo.export import LiteRT, convert
-from zoo.layers import XUnit
+from zoo.export.layers import ExportXUnit
 from zoo.layers.xunit import _blocks_to_channels
 
 THREADS = 2
@@ -62,7 +62,7 @@ def cases(size):
     for label, options in (("9x9 whole", {}), ("split=5", {"split": 5}),
                            ("block=4", {"block": 4})):
         yield (f"xUnit 9x9, {label}, gate clip 3", "xunit",
-               lambda x, options=options: XUnit(9, gate_clip=3.0, **options)(x))
+               lambda x, options=options: ExportXUnit(9, gate_clip=3.0, **options)(x))
 
 
 def measure(build, size, mode, runs, rng):

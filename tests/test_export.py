@@ -13,7 +13,8 @@ import tensorflow as tf
 import zoo
 import zoo.pretrained
 from zoo.data import demo_images, write_image
-from zoo.layers import FoldedNormConv, XUnit
+from zoo.export.layers import FoldedNormConv
+from zoo.layers import XUnit
 from zoo.export import (LiteRT, MODES, calibration_inputs, card_path, convert, export,
                         fold_batch_norms, load_model, model_flops, read_card, xunit_options)
 from zoo.train import TrainConfig, train

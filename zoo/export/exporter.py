@@ -8,7 +8,7 @@ from pathlib import Path
 from zoo.data.demo import demo_images
 from zoo.data.tasks import TASKS, check_levels, get_task
 from zoo.export.gpu_rewrites import TransposedConvShuffle, gpu_rewrite
-from zoo.layers import FoldedNormConv
+from zoo.export.layers import FoldedNormConv
 from zoo.protocol import evaluation_pairs, input_mode
 from zoo.params import count_params
 from zoo.export.settings import CALIBRATED, DEFAULT_XNNPACK, GATE_CLIP, LATENCY_SIZES, LATENCY_THREADS, MODES, QAT_LEARNING_RATE, XUNIT_BLOCK, XUNIT_SPLIT

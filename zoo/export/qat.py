@@ -23,7 +23,8 @@ import numpy as np
 from keras import ops
 from keras.quantizers import fake_quant_with_min_max_vars
 
-from zoo.layers import FoldedNormConv, XUnit
+from zoo.export.layers import ExportXUnit, FoldedNormConv
+from zoo.layers import XUnit
 from zoo.layers.normalization import inference_affine
 from zoo.export.rewrites import readers
 
@@ -147,8 +148,8 @@ class QuantFoldedNormConv(FoldedNormConv):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class QuantXUnit(XUnit):
-    """An export-form :class:`XUnit` (``split`` set, inference batch norms) as its int8 graph
+class QuantXUnit(ExportXUnit):
+    """An :class:`ExportXUnit` (``split`` set, inference batch norms) as its int8 graph
     computes it: ``BN1`` as a multiply and an add (with the ReLU), each split piece and partial
     sum, the clipped ``d``, ``-d``, ``d * -d``, ``exp`` and ``z g`` rounded.  Its batch norms
     use their moving statistics in training too (they are frozen)."""

@@ -11,13 +11,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from zoo.layers import FoldedNormConv, XUnit
+from zoo.export.layers import ExportXUnit, FoldedNormConv
+from zoo.layers import XUnit
 from zoo.layers.normalization import inference_affine
 
 
 def xunit_options(model, gate_clip=None, split=None, block=None, pointwise_norm=False):
-    """A copy of a functional ``model`` whose xUnits use the export-time options of
-    :class:`zoo.layers.XUnit` (same weights), or ``model`` itself if nothing changes.
+    """A copy of a functional ``model`` whose xUnits become :class:`ExportXUnit` with these
+    options (same weights), or ``model`` itself if nothing changes.
 
     ``split``: each k x k depthwise conv runs as a sum of depthwise convs of at most
     split x split taps (exact up to float rounding; XNNPACK runs kernels of up to 25 taps far
@@ -46,7 +47,9 @@ def xunit_options(model, gate_clip=None, split=None, block=None, pointwise_norm=
         return model
 
     def clone(layer):
-        return layer.__class__.from_config({**layer.get_config(), **changes.get(id(layer), {})})
+        if id(layer) not in changes:
+            return layer.__class__.from_config(layer.get_config())
+        return ExportXUnit.from_config({**layer.get_config(), **changes[id(layer)]})
 
     copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())
@@ -206,7 +209,7 @@ def _rescale(layer, out=None, unit=None, **kwargs):
 
 def fold_batch_norms(model):
     """A copy of a functional ``model`` in which every inference batch norm whose only consumer
-    is a stride-1 'same' ``Conv2D`` is folded into it (:class:`zoo.layers.FoldedNormConv`,
+    is a stride-1 'same' ``Conv2D`` is folded into it (:class:`zoo.export.layers.FoldedNormConv`,
     exact at the borders too), or ``model`` itself if there is none.
 
     Used for int8 exports: there the converter quantizes the tensor in front of a batch norm's
@@ -275,7 +278,7 @@ def xunit_applied(model):
     units = [layer for layer in model.layers if isinstance(layer, XUnit)]
     applied = {}
     for option in ("split", "block", "gate_clip"):
-        values = {getattr(unit, option) for unit in units} - {None}
+        values = {getattr(unit, option, None) for unit in units} - {None}
         if values:
             applied["xunit_" + option] = values.pop()
     return applied

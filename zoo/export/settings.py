@@ -23,7 +23,7 @@ DEFAULT_XNNPACK = True
 GATE_CLIP = 3.0              # |d| bound of the xUnit gate in int8 graphs (see xunit_options)
 XUNIT_SPLIT = {"float32": 5, "float16": 5, "dynamic": 5, "int8": 5, "int16x8": 5}
 # int8 exports with a fixed input size run each xUnit depthwise conv as a grouped conv on 4x4
-# pixel blocks instead (XUnit(block=4), exact): XNNPACK runs it on its int8 GEMM kernels, in one
+# pixel blocks instead (ExportXUnit(block=4), exact): XNNPACK runs it on its int8 GEMM kernels, in one
 # accumulation with no rounded partial sums; one int8 xUnit at 512x512x64 takes about half the
 # split's time (benchmarks/results/xunit_pieces.md).  A resizable graph computes the block shapes
 # at run time, which XNNPACK does not delegate (the block conv alone: 102 ms), so resizable
