@@ -374,8 +374,8 @@ def test_shipped_weights_export_and_beat_bicubic(tmp_path):
 
 
 def test_weights_files_load_into_the_exported_model(saved, tmp_path):
-    reference, _ = load_model("xnet", saved / "xnet.keras")
-    loaded, _ = load_model("xnet", saved / "xnet.weights.h5", dict(layers=2, filters=8))
+    reference = load_model("xnet", saved / "xnet.keras")
+    loaded = load_model("xnet", saved / "xnet.weights.h5", layers=2, filters=8)
     x = np.random.default_rng(1).random((1, 16, 16, 1), dtype=np.float32)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(reference(x)), atol=1e-6)
 

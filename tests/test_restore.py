@@ -8,7 +8,8 @@ from PIL import Image
 
 import zoo
 from zoo.data.io import read_image, rgb_to_ycbcr, write_image
-from zoo.restore import (default_overlap, dihedral, exact_margin, load_model, predict, receptive_radius,
+from zoo.checkpoint import load_model
+from zoo.restore import (default_overlap, dihedral, exact_margin, predict, receptive_radius,
                          restore_files, restore_image)
 
 

@@ -27,7 +27,7 @@ _API = {
     "list_pretrained": "zoo.pretrained",
 }
 _SUBMODULES = ("layers", "models", "recipes", "data", "metrics", "protocol", "evaluate", "train",
-               "restore", "export", "pretrained", "official", "analysis")
+               "restore", "checkpoint", "export", "pretrained", "official", "analysis")
 
 __all__ = list(_API)
 __version__ = "0.1.0"

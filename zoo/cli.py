@@ -82,7 +82,7 @@ def _inference_options(args):
 def cmd_evaluate(args):
     from zoo.evaluate import evaluate_model, results_table
     from zoo.models import info
-    from zoo.restore import load_model
+    from zoo.checkpoint import load_model
 
     model = load_model(args.model, args.weights, **_key_values(args.set))
     evaluation = evaluate_model(model, info(args.model), args.task,
@@ -95,7 +95,8 @@ def cmd_evaluate(args):
 
 def cmd_restore(args):
     from zoo.models import info
-    from zoo.restore import load_model, restore_files
+    from zoo.checkpoint import load_model
+    from zoo.restore import restore_files
 
     model = load_model(args.model, args.weights, **_key_values(args.set))
     written = restore_files(model, info(args.model), args.inputs, args.out, task=args.task,

@@ -21,32 +21,8 @@ import numpy as np
 import keras
 from tqdm.auto import tqdm
 
-from zoo import models
-from zoo.pretrained import describe_error
 from zoo.data.io import list_images, read_image_and_depth, rgb_to_ycbcr, write_image, ycbcr_to_rgb
 from zoo.data.resize import imresize_np
-
-
-def load_model(name=None, weights=None, **overrides):
-    """A restoration model from a ``.keras`` file, or ``name`` built with ``weights``.
-
-    ``weights``: a ``.keras`` file, a ``.weights.h5`` file, or a shipped tag
-    (``zoo list --pretrained``).  Raises ValueError naming both the file and the
-    model when the weights do not fit.
-    """
-    if weights is not None and str(weights).endswith(".keras"):
-        if not Path(weights).is_file():
-            raise FileNotFoundError(f"model file {os.fspath(weights)!r} does not exist")
-        try:
-            model = keras.saving.load_model(weights, compile=False)
-        except Exception as error:
-            raise ValueError(f"cannot load {os.fspath(weights)!r}: {describe_error(error)}") from None
-        if name is not None and model.name != models.info(name).name:
-            raise ValueError(f"{os.fspath(weights)!r} holds a {model.name!r} model, not {name!r}")
-        return model
-    if name is None:
-        raise ValueError("give a model name (or a .keras file as weights)")
-    return models.build(name, weights=weights, **overrides)
 
 
 def receptive_radius(model, channels=None, cap=64):
@@ -214,7 +190,7 @@ def predict(model, image, *, tile=None, overlap=None, patches=None, stride=None,
             (MemNet's y and y_m) as a dict.
     """
     image = np.asarray(image, np.float32)
-    scale = _scale(model)
+    scale = output_scale(model)
     run = lambda x: _run(model, x, outputs)
     if patches:
         size = int(patches)
@@ -231,7 +207,7 @@ def predict(model, image, *, tile=None, overlap=None, patches=None, stride=None,
     return np.mean([undo_dihedral(r, k) for k, r in zip(DIHEDRAL, results)], axis=0)
 
 
-def _scale(model):
+def output_scale(model):
     """Output/input size ratio, from a tiny forward pass (sub-pixel models: their factor)."""
     channels = model.inputs[0].shape[-1]
     y = _first_output(model(np.zeros((1, 8, 8, channels), np.float32), training=False))

@@ -56,8 +56,7 @@ _API = {
     "machine": "card", "read_card": "card", "rounded": "card", "tensor_meaning": "card",
     "tensor_spec": "card", "write_card": "card",
     # model
-    "inference_model": "model", "load_model": "model", "model_flops": "model",
-    "output_ratio": "model", "predict": "model",
+    "inference_model": "model", "model_flops": "model",
     # conversion
     "GraphReport": "conversion", "convert": "conversion", "inspect_graph": "conversion",
     "op_counts": "conversion",
@@ -78,7 +77,7 @@ _API = {
     "check_resizable": "validate", "compare": "validate", "crop_pairs": "validate",
     "resizable_check": "validate", "simulated_agreement": "validate", "summarise": "validate",
     # exporter
-    "export": "exporter",
+    "export": "exporter", "load_model": "exporter", "model_info": "exporter",
 }
 __all__ = sorted(_API)
 

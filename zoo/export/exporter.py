@@ -5,20 +5,28 @@ file and its card atomically.
 import os
 from pathlib import Path
 
+from zoo import models
+from zoo.checkpoint import load_model, model_info
 from zoo.data.demo import demo_images
 from zoo.data.tasks import TASKS, check_levels, get_task
+from zoo.params import count_params
+from zoo.protocol import evaluation_pairs, input_mode
+from zoo.restore import output_scale
+from zoo.export.calibrate import calibration_count, calibration_inputs, fine_tune_quantized
+from zoo.export.card import (card_path, describe_data, machine, rounded, tensor_meaning,
+                             tensor_spec, write_card)
+from zoo.export.conversion import convert, op_counts
 from zoo.export.gpu_rewrites import TransposedConvShuffle, gpu_rewrite
 from zoo.export.layers import FoldedNormConv
-from zoo.protocol import evaluation_pairs, input_mode
-from zoo.params import count_params
-from zoo.export.settings import CALIBRATED, DEFAULT_XNNPACK, GATE_CLIP, LATENCY_SIZES, LATENCY_THREADS, MODES, QAT_LEARNING_RATE, XUNIT_BLOCK, XUNIT_SPLIT
-from zoo.export.card import card_path, describe_data, machine, rounded, tensor_meaning, tensor_spec, write_card
-from zoo.export.model import output_ratio, inference_model, load_model, model_flops
-from zoo.export.conversion import op_counts, convert
-from zoo.export.calibrate import calibration_count, calibration_inputs, fine_tune_quantized
+from zoo.export.model import inference_model, model_flops
+from zoo.export.rewrites import (equalisable_units, equalise_scales, fold_batch_norms,
+                                 xunit_applied, xunit_notes, xunit_options)
 from zoo.export.runtime import LiteRT, fastest_runtime, gpu_delegate, measure_latency
-from zoo.export.rewrites import equalisable_units, xunit_applied, xunit_notes, equalise_scales, fold_batch_norms, xunit_options
-from zoo.export.validate import crop_pairs, resizable_check, compare, simulated_agreement, summarise
+from zoo.export.settings import (CALIBRATED, DEFAULT_XNNPACK, GATE_CLIP, LATENCY_SIZES,
+                                 LATENCY_THREADS, MODES, QAT_LEARNING_RATE, XUNIT_BLOCK,
+                                 XUNIT_SPLIT)
+from zoo.export.validate import (compare, crop_pairs, resizable_check, simulated_agreement,
+                                 summarise)
 
 
 def _task_and_level(info, task, level, ratio):
@@ -84,10 +92,10 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
     out = _check_out(out)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    keras_model, info = load_model(model, weights, overrides)
+    keras_model = load_model(model, weights, **dict(overrides or {}))
+    info = models.info(model) if isinstance(model, str) else model_info(keras_model)
     keras_model = inference_model(keras_model)
-    channels = keras_model.inputs[0].shape[-1]
-    ratio = output_ratio(keras_model, channels)
+    ratio = output_scale(keras_model)
     task, level = _task_and_level(info, task, level, ratio)
     colour = input_mode(info, task)
     upsampling = "sub-pixel" if ratio > 1 else "interpolated"

@@ -6,9 +6,9 @@ import numpy as np
 
 from zoo.metrics import psnr
 from zoo.protocol import input_image, score
+from zoo.restore import predict
 from zoo.pretrained import describe_error
 from zoo.export.settings import AGREES_DB, RESIZE_PROBE
-from zoo.export.model import predict
 from zoo.export.conversion import convert
 from zoo.export.runtime import LiteRT
 
