@@ -1,13 +1,12 @@
 """zoo evaluate: paper-style tables whose input columns are zoo baseline's."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import zoo
+from zoo.cli import main
 from zoo.evaluate import baseline, evaluate_model, results_table
 
 from .data_paths import DATA, needs
@@ -18,12 +17,12 @@ TINY = ["--set", "blocks=1", "--set", "recursions=1", "--set", "filters=8"]
 @needs("Set12", "Set5", "Classic5")
 @pytest.mark.parametrize("task,level,folder", [("denoise", 25, "Set12"), ("sr", 3, "Set5"),
                                                ("jpeg", 10, "Classic5")])
-def test_untrained_model_end_to_end_and_input_columns_equal_baseline(task, level, folder):
-    result = subprocess.run([sys.executable, "-m", "zoo", "evaluate", "--model", "memnet", *TINY,
-                             "--task", task, "--level", str(level), "--data", str(DATA / folder),
-                             "--json"], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    evaluation = json.loads(result.stdout)
+def test_untrained_model_end_to_end_and_input_columns_equal_baseline(task, level, folder, capsys):
+    code = main(["evaluate", "--model", "memnet", *TINY, "--task", task, "--level", str(level),
+                 "--data", str(DATA / folder), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err[-2000:]
+    evaluation = json.loads(out)
     [row] = evaluation["results"]
     reference = baseline(task, level, DATA / folder)
     assert set(row["images"]) == set(reference["images"])

@@ -1,8 +1,7 @@
 """TFLite export: four modes on LiteRT, builtin ops only, numerics against Keras, clear failures."""
 
 import os
-import subprocess
-import sys
+import runpy
 from pathlib import Path
 
 import keras
@@ -380,13 +379,16 @@ def test_weights_files_load_into_the_exported_model(saved, tmp_path):
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(reference(x)), atol=1e-6)
 
 
-def _script(args):
-    return subprocess.run([sys.executable, str(ROOT / "export_tflite.py"), *args],
-                          capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+def _script(args, capsys):
+    """``export_tflite.py ARGS`` in this process: ``(exit code, stdout, stderr)``."""
+    script = runpy.run_path(str(ROOT / "export_tflite.py"))
+    capsys.readouterr()
+    code = script["main"](args)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_command_line_exports_and_fails_in_one_line(saved, tmp_path):
+def test_command_line_exports_and_fails_in_one_line(saved, tmp_path, capsys):
     val = tmp_path / "val"
     for name, image in _images("gray", "val", 40):
         write_image(val / f"{name}.png", image)
@@ -394,14 +396,14 @@ def test_command_line_exports_and_fails_in_one_line(saved, tmp_path):
     result = _script(["--model", "xnet", "--weights", str(saved / "xnet.weights.h5"),
                       "--set", "layers=2", "--set", "filters=8", "--mode", "float16",
                       "--val", str(val), "--latency-sizes", "32", "--latency-runs", "1",
-                      "--out", str(out)])
-    assert result.returncode == 0, result.stderr[-2000:]
+                      "--out", str(out)], capsys)
+    assert result[0] == 0, result[2][-2000:]
     assert out.is_file() and card_path(out).is_file()
-    assert "TFLite vs Keras" in result.stdout and "XNNPACK" in result.stdout
-    bad = _script(["--model", "xnet", "--weights", str(saved / "corrupt.keras"),
-                   "--out", str(tmp_path / "bad.tflite")])
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    errors = [line for line in bad.stderr.splitlines() if "error:" in line]
+    assert "TFLite vs Keras" in result[1] and "XNNPACK" in result[1]
+    code, _, stderr = _script(["--model", "xnet", "--weights", str(saved / "corrupt.keras"),
+                               "--out", str(tmp_path / "bad.tflite")], capsys)
+    assert code == 2 and "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "corrupt.keras" in errors[0]
     assert not (tmp_path / "bad.tflite").exists()
 
