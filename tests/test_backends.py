@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.test_model_specs import SMALL
+from .configs import SMALL, small
 
 pytest.importorskip("jax", reason="jax[cpu] is in the dev extra; install it to run this test")
 
@@ -36,7 +36,7 @@ JAX_SCRIPT = textwrap.dedent("""
 def test_every_model_runs_under_jax_with_tensorflow_numbers(tmp_path, rng):
     expected = {}
     for name in zoo.list_models():
-        model = zoo.build(name, **SMALL.get(name, {}))
+        model = zoo.build(name, **small(name))
         model.set_weights([w + rng.normal(0, 0.02, w.shape).astype(w.dtype) for w in model.get_weights()])
         x = rng.random((1, 13, 11, model.inputs[0].shape[-1]), dtype="float32")
         y = model(x)

@@ -18,24 +18,10 @@ from zoo.export import (LiteRT, MODES, calibration_inputs, card_path, convert, e
                         fold_batch_norms, load_model, model_flops, read_card, xunit_options)
 from zoo.train import TrainConfig, train
 
+from .configs import small
+
 ROOT = Path(__file__).resolve().parents[1]
 
-# Registry entries with overrides that keep each model's structure (layer kinds, 9x9 xUnits,
-# sub-pixel stages, memory blocks) but make it small enough to convert in seconds.
-SMALL = {
-    "xdncnn": dict(filters=16, blocks=2),
-    "xdncnn_rgb": dict(filters=16, blocks=2),
-    "xnet": dict(layers=2, filters=16),
-    "xsrcnn_f": {},
-    "xsrcnn_c": {},
-    "xsrresnet": dict(blocks=2, filters=16),
-    "memnet": dict(blocks=2, recursions=2, filters=16, multi_supervised=True),
-    "dncnn_s": dict(depth=4, filters=16),
-    "dncnn_rgb": dict(depth=4, filters=16),
-    "convnet": dict(layers=2, filters=16),
-    "srcnn": {},
-    "srresnet": dict(blocks=2, filters=16),
-}
 XNET_FAMILY_AND_MEMNET = ["xdncnn", "xdncnn_rgb", "xnet", "xsrcnn_f", "xsrcnn_c", "xsrresnet",
                           "memnet"]
 BASELINES = ["dncnn_s", "dncnn_rgb", "convnet", "srcnn", "srresnet"]
@@ -75,7 +61,7 @@ def _export_all_modes(name, tmp_path):
     task = TASK.get(name, "denoise")
     colour = _colour(name, task)
     keras.utils.set_random_seed(0)  # the same kernels every run: int8 agreement is not a draw
-    model = _randomised(zoo.build(name, **SMALL[name]))
+    model = _randomised(zoo.build(name, **small(name)))
     sub_pixel = zoo.info(name).upsampling == "sub-pixel"
     cards = {}
     for mode in MODES:
@@ -112,7 +98,7 @@ def _check_modes(cards, tmp_path, name):
             > int8["numerics"]["worst_psnr_tflite_vs_keras"])
     sizes = {mode: card["file"]["size_bytes"] for mode, card in cards.items()}
     assert sizes["float16"] < sizes["float32"] and sizes["int8"] < sizes["float16"]
-    units = sum(isinstance(layer, XUnit) for layer in zoo.build(name, **SMALL[name]).layers)
+    units = sum(isinstance(layer, XUnit) for layer in zoo.build(name, **small(name)).layers)
     if units:
         # 9x9 depthwise convs split into pieces of <= 5x5 taps; int8 gates clipped, and the
         # xUnits fed by a conv equalised
@@ -468,7 +454,7 @@ needs_official = pytest.mark.skipif(
 @pytest.mark.parametrize("name", ["xdncnn", "xsrcnn_f"])
 def test_equalised_scales_are_exact_and_level_the_channels(name):
     keras.utils.set_random_seed(0)
-    model = _randomised(zoo.build(name, **SMALL[name]))
+    model = _randomised(zoo.build(name, **small(name)))
     # make a few channels of the first conv 30x larger, as in the converged xDnCNN
     first = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
     kernel = keras.ops.convert_to_numpy(first.kernel)

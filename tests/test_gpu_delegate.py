@@ -9,9 +9,9 @@ import zoo
 from zoo.export import convert, export, gpu_delegate
 from zoo.export.gpu_rewrites import TransposedConvShuffle, gpu_rewrite
 from zoo.layers import PixelShuffle
-from tests.test_export import SMALL, TASK, _colour, _images, _randomised
+from .configs import small
+from .test_export import TASK, _colour, _images, _randomised
 
-CONFIGS = {**SMALL, "vdsr": dict(depth=4, filters=16)}
 FLOAT16_MODELS = ["xdncnn", "xsrcnn_f", "xsrcnn_c", "dncnn_s", "vdsr", "srcnn", "srresnet",
                   "xsrresnet"]
 DEFAULT_RUN = ("xdncnn", "srresnet", "xsrresnet")   # xUnits; PReLU and pixel shuffle
@@ -23,7 +23,7 @@ DEFAULT_RUN = ("xdncnn", "srresnet", "xsrresnet")   # xUnits; PReLU and pixel sh
 def test_float16_exports_run_whole_on_the_gpu_delegate(name, tmp_path):
     task = TASK.get(name, "sr" if name == "vdsr" else "denoise")
     keras.utils.set_random_seed(0)
-    model = _randomised(zoo.build(name, **CONFIGS[name]))
+    model = _randomised(zoo.build(name, **small(name)))
     out = tmp_path / f"{name}.tflite"
     # a fixed input, as the delegate wants it (a resizable sub-pixel graph computes the
     # transposed conv's output shape at run time: SHAPE and PACK, outside the table)

@@ -7,6 +7,8 @@ import keras
 import zoo
 from zoo.models.memnet import depth as memnet_depth
 
+from .configs import small
+
 # (registry name, overrides, convention, count) — SPEC §1-3.
 SPEC_COUNTS = [
     ("xdncnn", {}, "paper", 303_616),
@@ -85,14 +87,9 @@ def test_stated_depths(name, depth):
     assert len(_conv_calls(model, np.zeros((1, 8, 8, channels), "float32"))) == depth
 
 
-# Small configurations keep the slow ones quick; every registry entry is covered.
-SMALL = {"memnet": {"blocks": 2, "recursions": 2, "filters": 16},
-         "nlrn": {"states": 2, "filters": 16, "embed_filters": 8}}
-
-
 @pytest.mark.parametrize("name", zoo.list_models())
 def test_forward_shape_on_odd_size(name):
-    model = zoo.build(name, **SMALL.get(name, {}))
+    model = zoo.build(name, **small(name))
     entry = zoo.info(name)
     channels = model.inputs[0].shape[-1]
     y = model(np.random.default_rng(0).random((2, 37, 29, channels), dtype="float32"))
@@ -104,7 +101,7 @@ def test_forward_shape_on_odd_size(name):
 
 @pytest.mark.parametrize("name", zoo.list_models())
 def test_keras_file_round_trip(name, tmp_path, rng):
-    model = zoo.build(name, **SMALL.get(name, {}))
+    model = zoo.build(name, **small(name))
     # Move every weight off its initial value, BN statistics and zero-initialised g included.
     model.set_weights([w + rng.normal(0, 0.05, w.shape).astype(w.dtype) for w in model.get_weights()])
     for w in model.weights:

@@ -9,7 +9,8 @@ import pytest
 import zoo
 from zoo.export import qat
 from zoo.export import export
-from tests.test_export import SMALL, _images, _randomised
+from .configs import small
+from .test_export import _images, _randomised
 
 CASES = {"xdncnn": ("denoise", 25, "gray"), "xsrcnn_f": ("sr", 3, "Y")}
 
@@ -17,7 +18,7 @@ CASES = {"xdncnn": ("denoise", 25, "gray"), "xsrcnn_f": ("sr", 3, "Y")}
 def _int8(name, tmp_path, steps):
     task, level, colour = CASES[name]
     keras.utils.set_random_seed(0)
-    model = _randomised(zoo.build(name, **SMALL[name]))
+    model = _randomised(zoo.build(name, **small(name)))
     return export(model, tmp_path / f"{name}_{steps}.tflite", mode="int8", task=task, level=level,
                   calibration_data=_images(colour, "train", 96, count=3), calibration_samples=16,
                   val_data=_images(colour, "val", 64), latency_sizes=(), qat_steps=steps)
@@ -80,7 +81,7 @@ def test_batch_norms_as_pointwise_convs_are_exact(rng):
     # the int8 form measured in the README: per-channel weights instead of a shared-range multiply
     from zoo.export import norms_as_convs, xunit_options
     keras.utils.set_random_seed(0)
-    model = _randomised(zoo.build("xdncnn", **SMALL["xdncnn"]))
+    model = _randomised(zoo.build("xdncnn", **small("xdncnn")))
     form = norms_as_convs(xunit_options(model, split=5, pointwise_norm=True))
     assert not any(type(layer) is keras.layers.BatchNormalization for layer in form.layers)
     x = rng.uniform(0, 1, (1, 24, 20, 1)).astype("float32")
