@@ -13,7 +13,7 @@ import zoo
 import zoo.pretrained
 from zoo.data import demo_images, write_image
 from zoo.export.layers import FoldedNormConv
-from zoo.layers import XUnit
+from zoo.layers import PixelShuffle, XUnit
 from zoo.export import (LiteRT, MODES, calibration_inputs, card_path, convert, export,
                         fold_batch_norms, load_model, model_flops, read_card, xunit_options)
 from zoo.train import TrainConfig, train
@@ -98,17 +98,23 @@ def _check_modes(cards, tmp_path, name):
             > int8["numerics"]["worst_psnr_tflite_vs_keras"])
     sizes = {mode: card["file"]["size_bytes"] for mode, card in cards.items()}
     assert sizes["float16"] < sizes["float32"] and sizes["int8"] < sizes["float16"]
-    units = sum(isinstance(layer, XUnit) for layer in zoo.build(name, **small(name)).layers)
+    layers = zoo.build(name, **small(name)).layers
+    units = sum(isinstance(layer, XUnit) for layer in layers)
+    # float16 (the GPU delegate's mode) runs pixel shuffles as one-hot transposed convs
+    shuffles = sum(isinstance(layer, PixelShuffle) for layer in layers)
+    assert cards["float16"]["export_options"].get("transposed_conv_shuffles", 0) == shuffles
+    options = {mode: {k: v for k, v in card["export_options"].items()
+                      if k != "transposed_conv_shuffles"} for mode, card in cards.items()}
     if units:
         # 9x9 depthwise convs split into pieces of <= 5x5 taps; int8 gates clipped, and the
         # xUnits fed by a conv equalised
-        assert all(cards[m]["export_options"] == {"xunit_split": 5} for m in MODES[:3])
+        assert all(options[m] == {"xunit_split": 5} for m in MODES[:3])
         assert {k: v for k, v in int8["export_options"].items()
                 if k not in ("folded_batch_norms", "equalised_xunits")} == {
                     "xunit_split": 5, "xunit_gate_clip": 3.0}
         assert 1 <= int8["export_options"]["equalised_xunits"] <= units
     else:
-        assert all(card["export_options"] == {} for card in cards.values() if card is not int8)
+        assert all(options[m] == {} for m in cards if m != "int8")
 
 
 # the default run converts the two compact xNets the README exports and MemNet (a requantized

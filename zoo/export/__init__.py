@@ -49,8 +49,8 @@ _API = {
     "GATE_CLIP": "settings", "IO_DTYPES": "settings", "LATENCY_SIZES": "settings",
     "LATENCY_THREADS": "settings", "MODES": "settings",
     "QAT_BATCH": "settings", "QAT_LEARNING_RATE": "settings", "QAT_PATCH": "settings",
-    "QAT_STEPS": "settings", "RESIZE_PROBE": "settings", "SLOW_BUILTIN": "settings",
-    "XUNIT_BLOCK": "settings", "XUNIT_SPLIT": "settings",
+    "QAT_STEPS": "settings", "RESIZED_MARGIN_DB": "settings", "RESIZE_PROBE": "settings",
+    "SLOW_BUILTIN": "settings", "XUNIT_BLOCK": "settings", "XUNIT_SPLIT": "settings",
     # card
     "card_path": "card", "card_runtime": "card", "cpu_name": "card", "describe_data": "card",
     "machine": "card", "read_card": "card", "rounded": "card", "tensor_meaning": "card",

@@ -22,9 +22,9 @@ from zoo.export.model import inference_model, model_flops
 from zoo.export.rewrites import (equalisable_units, equalise_scales, fold_batch_norms,
                                  xunit_applied, xunit_notes, xunit_options)
 from zoo.export.runtime import LiteRT, fastest_runtime, gpu_delegate, measure_latency
-from zoo.export.settings import (CALIBRATED, DEFAULT_XNNPACK, GATE_CLIP, LATENCY_SIZES,
-                                 LATENCY_THREADS, MODES, QAT_LEARNING_RATE, XUNIT_BLOCK,
-                                 XUNIT_SPLIT)
+from zoo.export.settings import (AGREES_DB, CALIBRATED, DEFAULT_XNNPACK, GATE_CLIP,
+                                 LATENCY_SIZES, LATENCY_THREADS, MODES, QAT_LEARNING_RATE,
+                                 RESIZED_MARGIN_DB, XUNIT_BLOCK, XUNIT_SPLIT)
 from zoo.export.validate import (compare, crop_pairs, resizable_check, simulated_agreement,
                                  summarise)
 
@@ -192,8 +192,11 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         if simulated is not None:
             numerics["fake_quant"] = simulated_agreement(simulated, LiteRT(content, xnnpack=runtime),
                                                          pairs, task, level)
+        # resized runs must agree with Keras as well as the file does at the image's own size
+        # (within RESIZED_MARGIN_DB), or to AGREES_DB
+        agrees = min(AGREES_DB, numerics["worst_psnr_tflite_vs_keras"] - RESIZED_MARGIN_DB)
         resizable = resizable_check(content, keras_model, fixed=shape is not None,
-                                     image=pairs[0][1])
+                                    image=pairs[0][1], agrees_db=agrees)
     lite = LiteRT(content)
 
     card = {

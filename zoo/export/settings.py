@@ -10,7 +10,8 @@ LATENCY_SIZES = (256, 512)
 LATENCY_THREADS = (1, 2)
 SLOW_BUILTIN = 10            # a builtin setting this many times slower than XNNPACK is timed once
 RESIZE_PROBE = ((37, 50), (64, 45))  # two odd input sizes a resizable model must run at
-AGREES_DB = 30.0             # a resized run "works" if it agrees with Keras to this PSNR
+AGREES_DB = 30.0             # a resized run "works" if it agrees with Keras to this PSNR,
+RESIZED_MARGIN_DB = 3.0      # or to within this of the file's own worst validation image
 # The CPU runtime of a file without a card: XNNPACK, LiteRT's own default.  XNNPACK runs depthwise
 # kernels of more than 25 taps ~50x slower than 5x5 ones (512x512x64 float32: 9x9 655 ms, 5x5 12 ms;
 # LiteRT's builtin kernels: 99 ms), so every mode splits xUnit 9x9 depthwise convs into four pieces
