@@ -101,7 +101,7 @@ def main():
                 top = max(args.sizes)
                 sizes, threads = (args.sizes, THREADS) if split == default else ([top], (2,))
                 rows = measure_latency(content, [(s, s) for s in sizes], threads, args.runs,
-                                       flops=lambda h, w: flops[h])
+                                       flops=lambda h, w: flops[h], every=True)
                 for row in rows:
                     results.append({
                         "model": name, "runtime": f"TFLite {mode}", "mode": mode,

@@ -345,6 +345,9 @@ def add_export_arguments(p):
     p.add_argument("--latency-sizes", nargs="*", type=int, default=list(LATENCY_SIZES),
                    metavar="N", help="square input sides to time (none: skip timing)")
     p.add_argument("--latency-runs", type=int, default=5, help="timed runs per setting")
+    p.add_argument("--latency-every", action="store_true",
+                   help="time the builtin kernels at every size and thread count too (default: "
+                        "XNNPACK everywhere, builtin kernels at the largest size, most threads)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -362,7 +365,8 @@ def cmd_export(args):
                   calibration_data=args.calibration, calibration_samples=args.calibration_samples,
                   val_data=args.val, val_limit=args.val_limit,
                   allow_select_ops=args.allow_select_ops, latency_sizes=args.latency_sizes,
-                  latency_runs=args.latency_runs, gate_clip=args.gate_clip,
+                  latency_runs=args.latency_runs, latency_every=args.latency_every,
+                  gate_clip=args.gate_clip,
                   xunit_split=args.xunit_split, xunit_block=args.xunit_block,
                   qat_steps=args.qat_steps if args.qat else 0,
                   qat_learning_rate=args.qat_learning_rate, seed=args.seed)

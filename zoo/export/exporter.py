@@ -50,7 +50,8 @@ def _check_out(out):
 def export(model, out, *, mode="float32", weights=None, overrides=None, task=None, level=None,
            input_shape=None, io_dtype="int8", calibration_data=None, calibration_samples=128,
            val_data=None, val_limit=0, allow_select_ops=False, latency_sizes=LATENCY_SIZES,
-           latency_threads=LATENCY_THREADS, latency_runs=5, gate_clip=GATE_CLIP,
+           latency_threads=LATENCY_THREADS, latency_runs=5, latency_every=False,
+           gate_clip=GATE_CLIP,
            xunit_split=None, xunit_block=None, qat_steps=0, qat_learning_rate=QAT_LEARNING_RATE,
            seed=0):
     """Exports a zoo model to ``out`` (a .tflite), validates it on LiteRT and writes its card.
@@ -74,6 +75,9 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
             validated: the Python LiteRT runtime has no Flex delegate).
         latency_sizes: square input sides to time (a fixed model is timed at its own size);
             empty to skip.  latency_threads, latency_runs: threads and timed runs per setting.
+            latency_every: time LiteRT's builtin kernels at every size and thread count too
+            (default: at the largest size with the most threads, enough to pick the faster
+            runtime; on 2 cores the whole matrix is most of an int8 xDnCNN export's time).
         gate_clip: in int8 mode, xUnit gates read ``clip(d, -gate_clip, gate_clip)``
             (:func:`xunit_options`); None or 0: as trained.
         xunit_split: xUnit depthwise convs run as sums of pieces of at most ``xunit_split`` x
@@ -176,7 +180,8 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         if latency_sizes:
             sizes = [shape] if shape else [(s, s) for s in latency_sizes]
             latency = measure_latency(content, sizes, latency_threads, latency_runs,
-                                      flops=lambda h, w: model_flops(keras_model, h, w))
+                                      flops=lambda h, w: model_flops(keras_model, h, w),
+                                      every=latency_every)
         runtime = fastest_runtime(latency)["xnnpack"] if latency else DEFAULT_XNNPACK
         pairs = evaluation_pairs(val_data or demo_images(colour, split="val"), task, level,
                                  mode=colour, sub_pixel=upsampling == "sub-pixel", seed=seed)

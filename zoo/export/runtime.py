@@ -96,19 +96,23 @@ def _dequantize(q, details):
     return ((q.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
-def measure_latency(content, sizes, threads=LATENCY_THREADS, runs=5, flops=None):
-    """Median ``invoke()`` time of every (size, threads, XNNPACK on/off), after one warm-up run.
+def measure_latency(content, sizes, threads=LATENCY_THREADS, runs=5, flops=None, every=False):
+    """Median ``invoke()`` time of each (size, threads) with XNNPACK, after one warm-up run, and
+    of LiteRT's builtin kernels: at the largest size with the most threads (enough to pick the
+    faster runtime; ``every``: at every size and thread count too).
 
     A builtin-kernel setting whose warm-up run takes ``SLOW_BUILTIN`` times XNNPACK's median
     or more is recorded from that one run (xDnCNN with block xUnits on the reference kernels:
     8 s a run at 512x512).  ``flops``: a function ``(H, W) -> FLOPs`` to add the achieved GFLOP/s.
     """
     rows = []
+    largest = max(sizes, key=lambda size: size[0] * size[1])
     for height, width in sizes:
         work = flops(height, width) if flops else None
         for count in threads:
             xnnpack_median = None
-            for xnnpack in (True, False):
+            builtin = every or ((height, width) == tuple(largest) and count == max(threads))
+            for xnnpack in (True, False) if builtin else (True,):
                 runner = LiteRT(content, threads=count, xnnpack=xnnpack)
                 runner.prepare(height, width)
                 runner.set_random_input()
