@@ -112,8 +112,8 @@ def test_train_and_evaluate_a_colour_denoiser_from_the_cli(tmp_path, colour, cap
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["levels"] == [[5, 25, 50]]
     capsys.readouterr()
-    assert main(["evaluate", "--model", "dncnn_rgb", "--set", "depth=3", "--set", "filters=8",
-                 "--weights", str(out / "last.keras"), "--task", "denoise_rgb",
+    assert main(["evaluate", "--model", "dncnn_rgb", "--weights", str(out / "last.keras"),
+                 "--task", "denoise_rgb",
                  "--level", "5/25/50", "--data", str(data), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["results"][0]["mean"]
     assert result["psnr"] == pytest.approx(run["val_psnr"], abs=0.005)
