@@ -307,7 +307,8 @@ def add_export_arguments(p):
                    help="builder override for a .weights.h5 file, e.g. --set layers=3")
     p.add_argument("--task", choices=list(TASKS),
                    help="what the model restores (default: its first task)")
-    p.add_argument("--level", help="sigma, SR scale, JPEG quality or R/G/B sigmas (default 25 / 3 / 10 / 25/25/25)")
+    p.add_argument("--level", help="sigma, SR scale, JPEG quality or R/G/B sigmas "
+                                   "(default 25 / 3 / 10 / 25/25/25)")
     p.add_argument("--mode", default="float32", choices=MODES,
                    help="float32, float16 (weights), dynamic (dynamic-range int8 weights), "
                         "int8 (full integer, calibrated) or int16x8 (int16 activations, int8 "

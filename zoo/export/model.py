@@ -22,7 +22,9 @@ def model_flops(model, height, width):
     left out.  xDnCNN: 601,344 FLOP per pixel.
     """
     channels = model.inputs[0].shape[-1]
-    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+    # a plain trace (no AutoGraph, which cannot parse a lambda's source and warns)
+    forward = tf.function(lambda x: model(x, training=False), autograph=False)
+    function = forward.get_concrete_function(
         tf.TensorSpec((1, height, width, channels), tf.float32))
     total = 0
     for op in function.graph.get_operations():
