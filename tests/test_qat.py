@@ -87,3 +87,20 @@ def test_batch_norms_as_pointwise_convs_are_exact(rng):
     x = rng.uniform(0, 1, (1, 24, 20, 1)).astype("float32")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(form(x)),
                                keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+
+
+@pytest.mark.slow  # four int8 conversions: about 20 s
+def test_the_converter_takes_every_range_from_the_fake_quants(rng):
+    """The conversion of a quantization model calibrates on one input only (export time): so
+    its file must not depend on the calibration data at all."""
+    from zoo.export import convert, fold_batch_norms, xunit_options
+    keras.utils.set_random_seed(0)
+    model = fold_batch_norms(xunit_options(_randomised(zoo.build("xdncnn", **small("xdncnn"))),
+                                           split=5, gate_clip=3.0))
+    inputs = [rng.uniform(0, 1, (1, 32, 32, 1)).astype("float32") for _ in range(8)]
+    simulated = qat.calibrate(qat.quantization_model(model), inputs)
+    other = [x * 0.2 for x in inputs]  # data whose ranges differ from the calibrated ones
+    assert convert(simulated, "int8", calibration=inputs)[0] == \
+        convert(simulated, "int8", calibration=other)[0]
+    assert convert(model, "int8", calibration=inputs)[0] != \
+        convert(model, "int8", calibration=other)[0]   # a float model's file does depend on it

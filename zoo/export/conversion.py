@@ -9,6 +9,7 @@ import tempfile
 import tensorflow as tf
 from ai_edge_litert import schema_py_generated as schema
 
+from zoo.export.qat import fake_quants
 from zoo.export.settings import CALIBRATED, IO_DTYPES, MODES
 
 
@@ -98,7 +99,10 @@ def convert(model, mode="float32", *, input_shape=None, calibration=None, io_dty
         if mode in CALIBRATED:
             if not calibration:
                 raise ValueError(f"an {mode} conversion needs calibration inputs")
-            converter.representative_dataset = lambda: ([x] for x in calibration)
+            # a quantization model (zoo.export.qat) carries its ranges in FakeQuant ops, which
+            # the converter reads; it still asks for data, so one input is enough
+            data = calibration[:1] if fake_quants(model) else calibration
+            converter.representative_dataset = lambda: ([x] for x in data)
             # Builtin float kernels stay allowed so that a float island is reported, not fatal.
             supported.insert(0, tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if mode == "int8" else
                              tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)
