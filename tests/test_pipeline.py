@@ -7,18 +7,6 @@ import tensorflow as tf
 from zoo.data.pipeline import _dihedral, training_dataset
 
 
-@pytest.fixture(scope="module")
-def images():
-    rng = np.random.default_rng(1)
-    # Smooth-ish random images of different sizes, gray.
-    out = []
-    for i, (h, w) in enumerate([(60, 50), (48, 64), (72, 72)]):
-        base = rng.random((h // 4 + 1, w // 4 + 1, 1))
-        image = np.kron(base, np.ones((4, 4, 1)))[:h, :w].astype("float32")
-        out.append((f"img{i}", image))
-    return out
-
-
 def _take(dataset, n=1):
     return [tuple(np.asarray(t) for t in batch) for batch in dataset.take(n)]
 

@@ -54,17 +54,6 @@ def test_markdown_table_lists_every_image_and_the_mean():
     assert f"{result['mean']['ssim']:.4f}" in table[-1]
 
 
-@pytest.fixture(scope="module")
-def images():
-    """Blocky random gray images of three sizes, as ``(name, array)``."""
-    rng = np.random.default_rng(1)
-    out = []
-    for i, (h, w) in enumerate([(60, 50), (48, 64), (72, 72)]):
-        base = rng.random((h // 4 + 1, w // 4 + 1, 1))
-        out.append((f"img{i}", np.kron(base, np.ones((4, 4, 1)))[:h, :w].astype("float32")))
-    return out
-
-
 def test_evaluation_pairs_fix_the_noise_per_image(images):
     a = evaluation_pairs(images, "denoise", 25)
     b = evaluation_pairs(list(reversed(images)), "denoise", 25)

@@ -30,8 +30,7 @@ def _channel_sigmas(noisy, clean):
 def test_every_task_is_complete_and_the_cli_offers_them_all():
     for name, task in TASKS.items():
         assert task.name == name and task.mode in ("gray", "Y", "RGB")
-        assert check_levels(name, task.default_level) == [task.default_level] or isinstance(
-            task.default_level, tuple)
+        assert check_levels(name, task.default_level) == [task.default_level]
         assert task.per_patch == (task.tf_degrade is not None)
     parser_help = zoo.cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     assert all(name in parser_help for name in TASKS)

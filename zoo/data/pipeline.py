@@ -1,4 +1,5 @@
-"""tf.data pipelines: folder -> (degraded, clean) patches for ``model.fit`` (test pairs: zoo.protocol).
+"""tf.data pipelines: folder -> (degraded, clean) patches for ``model.fit`` (test pairs are
+in :mod:`zoo.protocol`).
 
 Training (:func:`training_dataset`):
 
@@ -211,7 +212,8 @@ class NumpyPatches(keras.utils.PyDataset):
         self.ratio = int(levels[0]) if task == "sr" and upsampling == "sub-pixel" else 1
         images = [image for _, image in named_images(data, mode, min_size=patch_size)]
         self.pairs = _pairs(images, task, levels, upsampling)
-        self.task, self.levels, self.patch, self.batch = task, levels, patch_size, batch_size
+        self.task, self.levels = get_task(task), levels
+        self.patch, self.batch = patch_size, batch_size
         self.steps, self.augment, self.seed, self.epoch = steps_per_epoch, augment, seed, 0
 
     def __len__(self):
@@ -230,9 +232,9 @@ class NumpyPatches(keras.utils.PyDataset):
             x = degraded[top:top + low, left:left + low]
             r = self.ratio
             y = clean[top * r:top * r + self.patch, left * r:left * r + self.patch]
-            if get_task(self.task).per_patch:
+            if self.task.per_patch:
                 level = self.levels[rng.integers(len(self.levels))]
-                x = get_task(self.task).degrade(y, level, rng)
+                x = self.task.degrade(y, level, rng)
             if self.augment:
                 k = int(rng.integers(8))
                 x, y = (np.rot90(t, k % 4) for t in (x, y))
