@@ -327,13 +327,14 @@ def test_float_islands_in_an_int8_graph_are_reported(tmp_path):
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """An xnet's .weights.h5 and .keras files, plus a corrupt one of each."""
+    """An xnet's .weights.h5 and .keras files, a corrupt one of each, and a .pt file."""
     folder = tmp_path_factory.mktemp("weights")
     model = zoo.build("xnet", layers=2, filters=8)
     model.save_weights(folder / "xnet.weights.h5")
     model.save(folder / "xnet.keras")
     (folder / "corrupt.weights.h5").write_bytes(b"\x89HDF\r\n" + os.urandom(200))
     (folder / "corrupt.keras").write_bytes(b"PK\x03\x04" + os.urandom(200))
+    (folder / "xnet.pt").write_bytes(b"PK\x03\x04" + os.urandom(200))
     return folder
 
 
@@ -349,11 +350,12 @@ def saved(tmp_path_factory):
      r"does not fit model 'xnet' with overrides \{'layers': 3"),
     ("xdncnn", "xnet.keras", None, ValueError, "holds a 'xnet' model, not 'xdncnn'"),
     ("xnet", "no-such-tag", None, ValueError, "no pretrained weights 'no-such-tag'"),
+    ("xnet", "xnet.pt", None, ValueError, r"must be a \.weights\.h5 file.*xnet\.pt"),
 ])
 def test_bad_model_or_weights_fail_clearly_and_write_nothing(saved, tmp_path, model, weights,
                                                               overrides, error, message):
     with pytest.raises(error, match=message) as raised:
-        is_file = weights and weights.endswith((".h5", ".keras"))
+        is_file = weights and weights.endswith((".h5", ".keras", ".pt"))
         export(model, tmp_path / "out.tflite", weights=saved / weights if is_file else weights,
                overrides=overrides, latency_sizes=())
     assert "\n" not in str(raised.value)

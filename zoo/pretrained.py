@@ -60,6 +60,9 @@ def build_with_weights(name, weights, builder, overrides=None):
     if not is_tag(weights):
         if not Path(weights).is_file():
             raise FileNotFoundError(f"weights file {os.fspath(weights)!r} not found")
+        if not Path(weights).name.endswith(".h5"):
+            raise ValueError(f"weights for {name!r} must be a .weights.h5 file (or a .keras "
+                             f"file), got {os.fspath(weights)}")
         return load_weights(builder(**overrides), Path(weights), name, overrides)
     if official.is_official(weights) and any(
             e.model == name and e.tag == weights for e in official.OFFICIAL):
