@@ -36,6 +36,7 @@ def test_untrained_model_end_to_end_and_input_columns_are_the_published_ones(tas
     assert np.isfinite(row["mean"]["psnr"])
 
 
+@pytest.mark.slow  # 68 images, tiled: half a minute
 @needs("BSD68")
 def test_bsd68_denoising_runs(tmp_path):
     model = zoo.build("xnet", layers=1, filters=4)

@@ -118,10 +118,10 @@ def _check_modes(cards, tmp_path, name):
         assert all(options[m] == {} for m in cards if m != "int8")
 
 
-# the default run converts the two compact xNets the README exports and MemNet (a requantized
-# concat); the rest of the matrix runs with -m slow
+# the default run converts the two compact xNets the README exports; the rest of the matrix
+# (MemNet's requantized concat among it) runs with -m slow
 @pytest.mark.parametrize("name", [
-    name if name in ("xdncnn", "xsrcnn_f", "memnet") else pytest.param(name, marks=pytest.mark.slow)
+    name if name in ("xdncnn", "xsrcnn_f") else pytest.param(name, marks=pytest.mark.slow)
     for name in XNET_FAMILY_AND_MEMNET])
 def test_exports_in_all_four_modes_with_builtin_ops(name, tmp_path):
     _check_modes(_export_all_modes(name, tmp_path), tmp_path, name)

@@ -69,10 +69,14 @@ def test_shipped_weights_into_the_wrong_model_fail_clearly(tiny_run, weights_dir
 
 
 CARDS = [c for c in pretrained.list_pretrained() if "source" not in c]  # ours, not official
+# the full-width xDnCNN card (a minute here) runs with -m slow; the small SR nets by default
+QUICK_CARDS = [pytest.param(c, id=f"{c['model']}-{c['tag']}",
+                            marks=pytest.mark.slow if c["model"] == "xdncnn" else ())
+               for c in CARDS]
 SMALL_SETS = {"Set12", "Set5", "Classic5"}
 
 
-@pytest.mark.parametrize("card", CARDS, ids=[f"{c['model']}-{c['tag']}" for c in CARDS])
+@pytest.mark.parametrize("card", QUICK_CARDS)
 def test_shipped_cards_are_reproduced(card):
     rows = [r for r in card["results"] if r["set"] in SMALL_SETS and (DATA / r["set"]).is_dir()]
     if not rows:
@@ -98,7 +102,7 @@ def test_cli_lists_pretrained(capsys):
 INT8_SETS = {"xdncnn": "Set12", "xsrcnn_f": "Set5", "srcnn": "Set5"}
 
 
-@pytest.mark.parametrize("card", CARDS, ids=[f"{c['model']}-{c['tag']}" for c in CARDS])
+@pytest.mark.parametrize("card", QUICK_CARDS)
 def test_shipped_int8_tflite_reproduces_its_card(card):
     from zoo.export import LiteRT, read_card
     from zoo.protocol import evaluation_pairs, input_mode, score
