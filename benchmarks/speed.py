@@ -48,7 +48,7 @@ from tflite_latency import matmul_peak, randomised
 from torch_reference import MODELS as TORCH_MODELS
 from zoo.data import demo_images
 from zoo.export import (GATE_CLIP, LiteRT, XUNIT_BLOCK, XUNIT_SPLIT, calibration_inputs,
-                        convert, fold_batch_norms, model_flops, xunit_options)
+                        convert, model_flops, norms_as_convs, xunit_options)
 from zoo.restore import _forward
 
 THREADS = 2
@@ -129,8 +129,9 @@ def inference(name, sizes, runs, peak):
                                      mode=colour, samples=32)
     for label, mode, split, block, fixed in LITERT:
         source = xunit_options(model, split=split, block=block,
-                               gate_clip=GATE_CLIP if mode == "int8" else None)
-        source = fold_batch_norms(source) if mode == "int8" else source
+                               gate_clip=GATE_CLIP if mode == "int8" else None,
+                               pointwise_norm=mode == "int8")
+        source = norms_as_convs(source) if mode == "int8" else source
         files = {}
         if fixed:
             for size in sizes:

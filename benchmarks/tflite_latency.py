@@ -5,7 +5,7 @@
 For each model (full size, random weights with random BN statistics, so every layer survives
 conversion as in a trained model): Keras ``predict`` on 2 threads, and each TFLite mode as the
 export writes it by default (9x9 xUnit depthwise convs split into pieces of at most 5x5 in the
-float modes, whole in int8, where batch norms before convs are folded) at every size, 1 and 2 threads, XNNPACK on and off; at the largest size on 2
+float modes, whole in int8, where batch norms run as 1x1 depthwise convs) at every size, 1 and 2 threads, XNNPACK on and off; at the largest size on 2
 threads also the other choice (whole / split).  Median of ``--runs`` runs after one warm-up.
 GFLOP/s use the FLOPs counted by ``zoo.export.model_flops`` (2 x multiply-adds of the
 convolutions) and stand beside the machine's 2048x2048 float32 matrix-multiply rate on 2 threads.
@@ -31,7 +31,7 @@ import zoo
 from common import machine, timed, write
 from zoo.data import demo_images
 from zoo.export import (GATE_CLIP, MODES, XUNIT_SPLIT, calibration_inputs, convert,
-                        fold_batch_norms, measure_latency, model_flops, xunit_options)
+                        measure_latency, model_flops, norms_as_convs, xunit_options)
 
 # (registry name, task, level, colour of the input)
 MODELS = [("xdncnn", "denoise", 25, "gray"), ("xsrcnn_f", "sr", 3, "Y")]
@@ -95,8 +95,9 @@ def main():
             default = XUNIT_SPLIT[mode]
             for split in (default, 0 if default else 5):  # the default export, then the other
                 source = xunit_options(model, split=split,
-                                       gate_clip=GATE_CLIP if mode == "int8" else None)
-                source = fold_batch_norms(source) if mode == "int8" else source
+                                       gate_clip=GATE_CLIP if mode == "int8" else None,
+                                       pointwise_norm=mode == "int8")
+                source = norms_as_convs(source) if mode == "int8" else source
                 content, _ = convert(source, mode, calibration=calibration)
                 top = max(args.sizes)
                 sizes, threads = (args.sizes, THREADS) if split == default else ([top], (2,))

@@ -30,8 +30,8 @@ goes into ``<name>.card.yaml`` beside ``<name>.tflite``; both are written throug
 so a failed export leaves no partial file.
 
 The package follows the export's way: :mod:`~zoo.export.model` (load, inference model, FLOPs),
-:mod:`~zoo.export.rewrites` (exact graph rewrites: xUnit forms, scale equalisation, batch-norm
-folding) and :mod:`~zoo.export.gpu_rewrites`, :mod:`~zoo.export.calibrate` and
+:mod:`~zoo.export.rewrites` (exact graph rewrites: xUnit forms, scale equalisation, batch norms
+as 1x1 convs) and :mod:`~zoo.export.gpu_rewrites`, :mod:`~zoo.export.calibrate` and
 :mod:`~zoo.export.qat` (activation ranges), :mod:`~zoo.export.conversion` (converter, flatbuffer
 inspection), :mod:`~zoo.export.runtime` (LiteRT runner, latency, GPU delegate),
 :mod:`~zoo.export.validate` (SPEC §4 scores via :mod:`zoo.protocol`), :mod:`~zoo.export.card`,
@@ -68,7 +68,7 @@ _API = {
     "gpu_delegate": "runtime", "measure_latency": "runtime",
     # rewrites
     "equalisable_units": "rewrites", "equalise_scales": "rewrites",
-    "fold_batch_norms": "rewrites", "norms_as_convs": "rewrites", "readers": "rewrites",
+    "norms_as_convs": "rewrites", "readers": "rewrites",
     "xunit_applied": "rewrites", "xunit_notes": "rewrites", "xunit_options": "rewrites",
     # gpu_rewrites
     "TransposedConvShuffle": "gpu_rewrites", "gpu_rewrite": "gpu_rewrites",

@@ -5,6 +5,8 @@ file and its card atomically.
 import os
 from pathlib import Path
 
+import keras
+
 from zoo import models
 from zoo.checkpoint import load_model, model_info
 from zoo.data.demo import demo_images
@@ -17,9 +19,8 @@ from zoo.export.card import (card_path, describe_data, machine, rounded, tensor_
                              tensor_spec, write_card)
 from zoo.export.conversion import convert, op_counts
 from zoo.export.gpu_rewrites import TransposedConvShuffle, gpu_rewrite
-from zoo.export.layers import FoldedNormConv
 from zoo.export.model import inference_model, model_flops
-from zoo.export.rewrites import (equalisable_units, equalise_scales, fold_batch_norms,
+from zoo.export.rewrites import (equalisable_units, equalise_scales, norms_as_convs,
                                  xunit_applied, xunit_notes, xunit_options)
 from zoo.export.runtime import LiteRT, fastest_runtime, gpu_delegate, measure_latency
 from zoo.export.settings import (AGREES_DB, CALIBRATED, DEFAULT_XNNPACK, GATE_CLIP,
@@ -82,14 +83,15 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
             (:func:`xunit_options`); None or 0: as trained.
         xunit_split: xUnit depthwise convs run as sums of pieces of at most ``xunit_split`` x
             ``xunit_split`` taps (:func:`xunit_options`); 0: whole; None: ``XUNIT_SPLIT[mode]``.
-            int8 exports also fold batch norms that precede convs (:func:`fold_batch_norms`).
+            int8 exports also run batch norms that do not follow a conv, the xUnits' own
+            included, as 1x1 depthwise convs (:func:`norms_as_convs`).
         xunit_block: xUnit depthwise convs run as grouped convs on ``xunit_block`` square pixel
             blocks instead (:func:`xunit_options`); 0: not; None: ``XUNIT_BLOCK`` for int8
             with a fixed ``input_shape``, else 0.
         qat_steps: int8 only: fine-tune this many steps with int8 rounding simulated
             (:mod:`zoo.export.qat`) on the calibration images before converting (0: post-training
-            quantization only); xUnits then keep the split form.  qat_learning_rate: its Adam
-            step size.
+            quantization only); xUnits then keep the split form (or the whole one, with
+            ``xunit_split=0``), not blocks.  qat_learning_rate: its Adam step size.
 
     Returns the card (a dict), also written as YAML.
     """
@@ -126,7 +128,7 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         xunit_block = XUNIT_BLOCK if mode == "int8" and shape and not qat_steps else 0
     source = equalise_scales(keras_model, calibration) if mode in CALIBRATED else keras_model
     converted = xunit_options(source, gate_clip=gate_clip, split=xunit_split,
-                              block=xunit_block)
+                              block=xunit_block, pointwise_norm=mode == "int8")
     applied = xunit_applied(converted) if converted is not keras_model else {}
     notes += xunit_notes(applied)
     if source is not keras_model:
@@ -134,16 +136,19 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         applied["equalised_xunits"] = count
         notes.append(f"{count} xUnit(s) with per-channel scales equalised on the calibration "
                      "inputs (exact: the batch norms and convs around them divide them out)")
-    # int8 only: int16 activations quantize the tensor before a batch norm finely enough, and
-    # folding a batch norm's per-channel scales into a kernel coarsens its per-channel int8 grid
-    # (the authors' xDnCNN: 0.33 dB from weights alone with folding, 0.03 dB without)
-    folded = fold_batch_norms(converted) if mode == "int8" else converted
-    if folded is not converted:
-        count = sum(isinstance(layer, FoldedNormConv) for layer in folded.layers)
-        applied["folded_batch_norms"] = count
-        notes.append(f"{count} batch norm(s) before convs folded into them (exact, borders "
-                     "included)")
-        converted = folded
+    # int8 only: batch norms as 1x1 depthwise convs hold their scales as per-channel int8
+    # weights (int16 activations need no such care); see norms_as_convs
+    pointwise = norms_as_convs(converted) if mode == "int8" else converted
+    if mode == "int8":
+        norms = [sum(type(layer) is keras.layers.BatchNormalization for layer in m.layers)
+                 for m in (converted, pointwise)]
+        count = norms[0] - norms[1] + sum(getattr(layer, "pointwise_norm", False)
+                                          for layer in converted.layers)
+        if count:
+            applied["pointwise_batch_norms"] = count
+            notes.append(f"{count} batch norm(s) run as 1x1 depthwise convs (exact): per-channel "
+                         "int8 weights instead of a multiply by constants on one 8-bit range")
+        converted = pointwise
     if mode == "float16":     # the GPU delegate's mode: keep the graph in its op table
         rewritten = gpu_rewrite(converted)
         if rewritten is not converted:

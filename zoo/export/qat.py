@@ -2,7 +2,7 @@
 
 An int8 graph rounds every activation tensor to 256 levels of one range and every conv kernel
 to 255 symmetric levels per output channel.  :func:`quantization_model` rebuilds an export-ready
-Keras model (the one ``zoo.export`` converts: xUnits split, batch norms folded) with
+Keras model (the one ``zoo.export`` converts: xUnits split, batch norms as 1x1 convs) with
 ``keras.quantizers.fake_quant_with_min_max_vars`` at exactly those tensors:
 
 - weights: ``q(W) = fq(W, -m_c, m_c)`` per output channel, ``m_c = max |W_c|``, 255 levels;
@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 from keras.quantizers import fake_quant_with_min_max_vars
 
-from zoo.export.layers import ExportXUnit, FoldedNormConv
+from zoo.export.layers import ExportXUnit
 from zoo.layers import XUnit
 from zoo.layers.normalization import inference_affine
 from zoo.export.rewrites import readers
@@ -129,38 +129,22 @@ class QuantBatchNorm(keras.layers.BatchNormalization):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class QuantFoldedNormConv(FoldedNormConv):
-    """:class:`FoldedNormConv` as its int8 graph computes it: two convs and an add, each
-    output rounded, the image of ones too."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.q_ones, self.q_border, self.q_main, self.q_out = (
-            FakeQuant(name=n) for n in ("q_ones", "q_border", "q_main", "q_out"))
-
-    def call(self, h):
-        ones = self.q_ones(ops.ones_like(h[..., :1]))
-        border = ops.conv(ones, quantize_kernel(self.border_kernel), padding="same")
-        if self.use_bias:
-            border = border + self.bias
-        main = self.q_main(ops.conv(h, quantize_kernel(self.kernel), padding="same"))
-        return self.q_out(main + self.q_border(border))
-
-
-@keras.saving.register_keras_serializable(package="zoo")
 class QuantXUnit(ExportXUnit):
-    """An :class:`ExportXUnit` (``split`` set, inference batch norms) as its int8 graph
-    computes it: ``BN1`` as a multiply and an add (with the ReLU), each split piece and partial
-    sum, the clipped ``d``, ``-d``, ``d * -d``, ``exp`` and ``z g`` rounded.  Its batch norms
-    use their moving statistics in training too (they are frozen)."""
+    """An :class:`ExportXUnit` (split or whole depthwise conv, inference batch norms) as its
+    int8 graph computes it: ``BN1`` as a multiply and an add or a 1x1 conv (with the ReLU), each
+    split piece and partial sum or the whole conv, the clipped ``d``, ``-d``, ``d * -d``,
+    ``exp`` and ``z g`` rounded.  Its batch norms use their moving statistics in training too
+    (they are frozen)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.split is None or self.block is not None or not self.post_norm:
-            raise ValueError("quantization-aware xUnits take the export form: split depthwise "
-                             "conv (split=...), no block form, a batch norm after the conv")
+        if self.block is not None or not self.post_norm:
+            raise ValueError("quantization-aware xUnits take the export form: split or whole "
+                             "depthwise conv, no block form, a batch norm after the conv")
         k, s = self.kernel_size, self.split
-        pieces = 4 if 2 * s >= k else len(range(0, k, s)) ** 2
+        # split: pieces rounded one by one, then their partial sums; whole: the conv's output
+        # is rounded once, on the (clipped) range q_gate_in reads
+        pieces = 0 if s is None else 4 if 2 * s >= k else len(range(0, k, s)) ** 2
         names = ["q_shifted", "q_gate_in", "q_negated", "q_product", "q_gate", "q_out"]
         (self.q_shifted, self.q_gate_in, self.q_negated, self.q_product, self.q_gate,
          self.q_out) = (FakeQuant(name=n) for n in names)
@@ -168,7 +152,7 @@ class QuantXUnit(ExportXUnit):
         self.q_scaled = None if self.pointwise_norm else FakeQuant(name="q_scaled")
         self.q_terms = [FakeQuant(name=f"q_term{i}") for i in range(pieces)]
         # the last partial sum is rounded on the clipped range (q_gate_in) when the gate clips
-        sums = pieces - 1 - (self.gate_clip is not None)
+        sums = max(pieces - 1 - (self.gate_clip is not None), 0)
         self.q_sums = [FakeQuant(name=f"q_sum{i}") for i in range(sums)]
 
     def call(self, z, training=None):
@@ -182,7 +166,10 @@ class QuantXUnit(ExportXUnit):
             d = ops.relu(d)
         d = self.q_shifted(d) if self.norm_in is not None or self.relu else d
         kernel, bias = self._fold_norm_out(self.depthwise.kernel, self.depthwise.bias)
-        d = self._split_depthwise(d, kernel, bias)
+        if self.split is None:
+            d = ops.depthwise_conv(d, quantize_kernel(kernel, axis=2), padding="same") + bias
+        else:
+            d = self._split_depthwise(d, kernel, bias)
         if self.gate_clip is not None:
             d = ops.clip(d, -self.gate_clip, self.gate_clip)
         d = self.q_gate_in(d)
@@ -214,8 +201,7 @@ def quantization_model(model):
     :func:`calibrate`).  Layers it does not know raise a ``ValueError`` naming them."""
     layer_readers = readers(model)
     unknown = sorted({type(layer).__name__ for layer in model.layers
-                      if not isinstance(layer, (keras.layers.InputLayer, XUnit, FoldedNormConv,
-                                                keras.layers.Lambda,
+                      if not isinstance(layer, (keras.layers.InputLayer, XUnit,
                                                 keras.layers.BatchNormalization) + _ROUNDED_OUTPUT)
                       or (type(layer) is keras.layers.Conv2D and layer.groups != 1)})
     if unknown:
@@ -223,19 +209,15 @@ def quantization_model(model):
                          f"layers ({model.name})")
 
     def clone(layer):
-        config = {} if isinstance(layer, keras.layers.Lambda) else layer.get_config()
+        config = layer.get_config()
         if isinstance(layer, XUnit):
             return QuantXUnit.from_config(config)
-        if isinstance(layer, FoldedNormConv):
-            return QuantFoldedNormConv.from_config(config)
         if type(layer) is keras.layers.Conv2D:
             return QuantConv2D.from_config(config)
         if type(layer) is keras.layers.DepthwiseConv2D:
             return QuantDepthwiseConv2D.from_config(config)
         if type(layer) is keras.layers.BatchNormalization:
             return QuantBatchNorm.from_config(config)
-        if isinstance(layer, keras.layers.Lambda):   # a folded batch norm's placeholder
-            return keras.layers.Lambda(layer.function, name=layer.name)
         return layer.__class__.from_config(config)
 
     inputs = keras.tree.map_structure(lambda t: keras.Input(t.shape[1:], name=t.name),

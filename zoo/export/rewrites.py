@@ -1,6 +1,6 @@
 """Export-time graph rewrites, each exact in float: xUnit export options (split, block, gate clip,
-pointwise norm), per-channel scale equalisation around xUnits, batch-norm folding and batch norms
-as 1x1 depthwise convs.  They rebuild the functional model (``keras.models.clone_model``) and
+pointwise norm), per-channel scale equalisation around xUnits and batch norms as 1x1 depthwise
+convs.  They rebuild the functional model (``keras.models.clone_model``) and
 copy the weights; the paper layers stay as the papers define them.
 """
 
@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from zoo.export.layers import ExportXUnit, FoldedNormConv
+from zoo.export.layers import ExportXUnit
 from zoo.layers import XUnit
 from zoo.layers.normalization import inference_affine
 
@@ -207,48 +207,29 @@ def _rescale(layer, out=None, unit=None, **kwargs):
         layer.kernel.assign(kernel)
 
 
-def fold_batch_norms(model):
-    """A copy of a functional ``model`` in which every inference batch norm whose only consumer
-    is a stride-1 'same' ``Conv2D`` is folded into it (:class:`zoo.export.layers.FoldedNormConv`,
-    exact at the borders too), or ``model`` itself if there is none.
+def norms_as_convs(model):
+    """A copy of a functional ``model`` in which every inference batch norm that does not
+    follow a conv runs as a 1x1 ``DepthwiseConv2D`` (kernel: its scale, bias: its shift;
+    exact), or ``model`` itself if there is none.
 
-    Used for int8 exports: there the converter quantizes the tensor in front of a batch norm's
-    per-channel multiply on the multiply's output scale (a trained xDnCNN lost 3.2 dB to it;
-    folded, 0.24 dB).  Float graphs keep the batch norm: its multiply-add (8 ms at 512x512x64)
-    is cheaper than the border term's conv and add (16 ms).
+    Used for int8 exports, with the xUnits' own ``BN1`` as 1x1 convs too
+    (``xunit_options(pointwise_norm=True)``): an int8 graph then holds the per-channel scales
+    as per-channel weights, where a multiply shares one 8-bit range among all channels' scales,
+    and folding the scales into the conv after the batch norm coarsens that conv's per-channel
+    weight grid (the authors' xDnCNN σ25: weights and constants cost 0.48 dB folded, 0.03 dB
+    as 1x1 convs).  A batch norm right after a conv is left to the converter, which folds it
+    into that conv exactly.
     """
     consumers = readers(model)
-    pairs = {}
-    for layer in model.layers:
-        users = consumers[layer.name]
-        if (isinstance(layer, keras.layers.BatchNormalization) and len(users) == 1
-                and FoldedNormConv.folds(users[0])):
-            pairs[id(users[0])] = layer
-    if not pairs:
-        return model
-    folded = {id(norm) for norm in pairs.values()}
 
-    def clone(layer):
-        if id(layer) in folded:
-            return keras.layers.Lambda(lambda h: h, name=layer.name)  # BN's call takes a mask
-        if id(layer) in pairs:
-            return FoldedNormConv.from_layers(pairs[id(layer)], layer)
-        return layer.__class__.from_config(layer.get_config())
+    def after_conv(norm):
+        source = _single_input(norm)
+        return (isinstance(source, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
+                and source.activation is keras.activations.linear
+                and consumers[source.name] == [norm])
 
-    copy = keras.models.clone_model(model, clone_function=clone)
-    for source, target in zip(model.layers, copy.layers):
-        if id(source) not in folded and id(source) not in pairs:
-            target.set_weights(source.get_weights())
-    return copy
-
-
-def norms_as_convs(model):
-    """A copy of a functional ``model`` with every inference batch norm (outside xUnits) run as
-    a 1x1 ``DepthwiseConv2D`` (kernel: its scale, bias: its shift; exact), or ``model`` itself
-    if it has none.  An int8 graph then holds the per-channel scales as per-channel weights,
-    where a multiply would share one 8-bit range among all channels' scales."""
     norms = {id(layer) for layer in model.layers
-             if type(layer) is keras.layers.BatchNormalization}
+             if type(layer) is keras.layers.BatchNormalization and not after_conv(layer)}
     if not norms:
         return model
 
