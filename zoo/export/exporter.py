@@ -41,6 +41,10 @@ def _task_and_level(info, task, level, ratio):
     return task, level
 
 
+def _batch_norms(model):
+    return [layer for layer in model.layers if type(layer) is keras.layers.BatchNormalization]
+
+
 def _check_out(out):
     out = Path(out)
     if out.suffix != ".tflite":
@@ -138,12 +142,11 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
                      "inputs (exact: the batch norms and convs around them divide them out)")
     # int8 only: batch norms as 1x1 depthwise convs hold their scales as per-channel int8
     # weights (int16 activations need no such care); see norms_as_convs
-    pointwise = norms_as_convs(converted) if mode == "int8" else converted
     if mode == "int8":
-        norms = [sum(type(layer) is keras.layers.BatchNormalization for layer in m.layers)
-                 for m in (converted, pointwise)]
-        count = norms[0] - norms[1] + sum(getattr(layer, "pointwise_norm", False)
-                                          for layer in converted.layers)
+        pointwise = norms_as_convs(converted)
+        # the standalone batch norms it replaced, and the xUnits' own
+        count = (len(_batch_norms(converted)) - len(_batch_norms(pointwise))
+                 + sum(getattr(layer, "pointwise_norm", False) for layer in pointwise.layers))
         if count:
             applied["pointwise_batch_norms"] = count
             notes.append(f"{count} batch norm(s) run as 1x1 depthwise convs (exact): per-channel "
