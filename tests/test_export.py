@@ -112,14 +112,18 @@ def _check_modes(cards, tmp_path, name):
         # xUnits fed by a conv equalised
         assert all(options[m] == {"xunit_split": 5} for m in MODES[:3])
         assert {k: v for k, v in int8["export_options"].items()
-                if k not in ("pointwise_batch_norms", "equalised_xunits")} == {
+                if k not in ("pointwise_batch_norms", "equalised_xunits",
+                             "batch_norms_folded_into_convs")} == {
                     "xunit_split": 5, "xunit_gate_clip": 3.0}
         assert 1 <= int8["export_options"]["equalised_xunits"] <= units
-        # every batch norm before a conv, and each xUnit's first one, as a 1x1 depthwise conv
-        norms = sum(isinstance(layer, keras.layers.BatchNormalization) and not isinstance(
-            layer._inbound_nodes[0].input_tensors[0]._keras_history.operation,
-            keras.layers.Conv2D) for layer in layers)
-        assert int8["export_options"]["pointwise_batch_norms"] == units + norms
+        # every batch norm not after a conv, and each xUnit's first one, as a 1x1 depthwise
+        # conv; those after a conv folded into it
+        after_conv = [isinstance(layer._inbound_nodes[0].input_tensors[0]._keras_history.operation,
+                                 keras.layers.Conv2D)
+                      for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+        assert int8["export_options"]["pointwise_batch_norms"] == units + after_conv.count(False)
+        assert int8["export_options"].get("batch_norms_folded_into_convs", 0) == \
+            after_conv.count(True)
     else:
         assert all(options[m] == {} for m in cards if m != "int8")
 
@@ -225,8 +229,14 @@ def test_batch_norms_as_pointwise_convs_are_exact(rng):
     for height, width in ((40, 36), (7, 5)):
         x = rng.random((1, height, width, 1), dtype=np.float32)
         assert np.abs(np.asarray(form(x)) - np.asarray(model(x))).max() <= 1e-5
-    dncnn = zoo.build("dncnn_s", depth=4, filters=8)  # conv -> BN: the converter fuses those
-    assert norms_as_convs(dncnn) is dncnn
+    # conv -> BN: folded into the conv (what the converter does), so no layer is added
+    dncnn = _randomised(zoo.build("dncnn_s", depth=4, filters=8))
+    folded = norms_as_convs(dncnn)
+    assert not any(type(layer) is keras.layers.BatchNormalization for layer in folded.layers)
+    assert len(folded.layers) == len(dncnn.layers) - 2  # its two batch norms
+    x = rng.random((1, 40, 36, 1), dtype=np.float32)
+    assert np.abs(np.asarray(folded(x)) - np.asarray(dncnn(x))).max() <= 1e-5
+    assert norms_as_convs(folded) is folded
 
 
 def test_fixed_shape_model_takes_its_own_size_only(tmp_path):

@@ -144,13 +144,19 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
     # weights (int16 activations need no such care); see norms_as_convs
     if mode == "int8":
         pointwise = norms_as_convs(converted)
-        # the standalone batch norms it replaced, and the xUnits' own
-        count = (len(_batch_norms(converted)) - len(_batch_norms(pointwise))
+        norms = {layer.name for layer in _batch_norms(converted)}
+        kept = {layer.name for layer in pointwise.layers}
+        # the standalone batch norms now 1x1 convs, and the xUnits' own
+        count = (len(norms & kept)
                  + sum(getattr(layer, "pointwise_norm", False) for layer in pointwise.layers))
         if count:
             applied["pointwise_batch_norms"] = count
             notes.append(f"{count} batch norm(s) run as 1x1 depthwise convs (exact): per-channel "
                          "int8 weights instead of a multiply by constants on one 8-bit range")
+        if norms - kept:
+            applied["batch_norms_folded_into_convs"] = len(norms - kept)
+            notes.append(f"{len(norms - kept)} batch norm(s) right after a conv folded into it "
+                         "(exact; the converter would do the same)")
         converted = pointwise
     if mode == "float16":     # the GPU delegate's mode: keep the graph in its op table
         rewritten = gpu_rewrite(converted)

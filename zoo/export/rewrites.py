@@ -208,47 +208,66 @@ def _rescale(layer, out=None, unit=None, **kwargs):
 
 
 def norms_as_convs(model):
-    """A copy of a functional ``model`` in which every inference batch norm that does not
-    follow a conv runs as a 1x1 ``DepthwiseConv2D`` (kernel: its scale, bias: its shift;
-    exact), or ``model`` itself if there is none.
+    """A copy of a functional ``model`` whose inference batch norms are gone, or ``model``
+    itself if there is none: one right after a linear conv is folded into it (kernel times
+    its scale per output channel, bias times its scale plus its shift; exact), every other
+    runs as a 1x1 ``DepthwiseConv2D`` (kernel: its scale, bias: its shift; exact).
 
     Used for int8 exports, with the xUnits' own ``BN1`` as 1x1 convs too
     (``xunit_options(pointwise_norm=True)``): an int8 graph then holds the per-channel scales
     as per-channel weights, where a multiply shares one 8-bit range among all channels' scales,
     and folding the scales into the conv after the batch norm coarsens that conv's per-channel
     weight grid (the authors' xDnCNN σ25: weights and constants cost 0.48 dB folded, 0.03 dB
-    as 1x1 convs).  A batch norm right after a conv is left to the converter, which folds it
-    into that conv exactly.
+    as 1x1 convs).  The fold into the conv before is what the converter does anyway; done
+    here, the quantization-aware simulation (:mod:`zoo.export.qat`) rounds the kernel the
+    file holds.
     """
     consumers = readers(model)
 
     def after_conv(norm):
         source = _single_input(norm)
-        return (isinstance(source, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
+        return (type(source) in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
                 and source.activation is keras.activations.linear
                 and consumers[source.name] == [norm])
 
-    norms = {id(layer) for layer in model.layers
-             if type(layer) is keras.layers.BatchNormalization and not after_conv(layer)}
+    norms = [layer for layer in model.layers if type(layer) is keras.layers.BatchNormalization]
     if not norms:
         return model
+    folded = {id(_single_input(norm)): norm for norm in norms if after_conv(norm)}
+    pointwise = {id(norm) for norm in norms if not after_conv(norm)}
+    removed = {norm.name for norm in folded.values()}
 
     def clone(layer):
-        if id(layer) in norms:
+        if id(layer) in pointwise:
             return keras.layers.DepthwiseConv2D(1, use_bias=True, name=layer.name)
+        if id(layer) in folded:
+            return layer.__class__.from_config({**layer.get_config(), "use_bias": True})
         return layer.__class__.from_config(layer.get_config())
 
     def call(layer, *args, **kwargs):
+        if layer.name in removed:
+            return args[0]
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             kwargs.pop("mask", None)
             kwargs.pop("training", None)
         return layer(*args, **kwargs)
 
     copy = keras.models.clone_model(model, clone_function=clone, call_function=call)
-    for source, target in zip(model.layers, copy.layers):
-        if id(source) in norms:
+    for source in model.layers:
+        if source.name in removed or not source.weights:
+            continue
+        target = copy.get_layer(source.name)
+        if id(source) in pointwise:
             scale, shift = (ops.convert_to_numpy(v) for v in inference_affine(source))
             target.set_weights([scale.reshape(1, 1, -1, 1), shift])
+        elif id(source) in folded:
+            scale, shift = (ops.convert_to_numpy(v) for v in inference_affine(folded[id(source)]))
+            kernel = ops.convert_to_numpy(source.kernel)
+            bias = ops.convert_to_numpy(source.bias) if source.use_bias else np.zeros_like(shift)
+            # the output channels are the kernel's last axis (a depthwise conv's last two)
+            target.set_weights([kernel * scale.reshape(kernel.shape[-2:] if type(source) is
+                                                       keras.layers.DepthwiseConv2D else -1),
+                                bias * scale + shift])
         else:
             target.set_weights(source.get_weights())
     return copy
