@@ -234,8 +234,8 @@ def norms_as_convs(model):
     if not norms:
         return model
     folded = {id(_single_input(norm)): norm for norm in norms if after_conv(norm)}
-    pointwise = {id(norm) for norm in norms if not after_conv(norm)}
     removed = {norm.name for norm in folded.values()}
+    pointwise = {id(norm) for norm in norms if norm.name not in removed}
 
     def clone(layer):
         if id(layer) in pointwise:
