@@ -1,6 +1,7 @@
 """TFLite export: four modes on LiteRT, builtin ops only, numerics against Keras, clear failures."""
 
 import os
+import re
 import runpy
 from pathlib import Path
 
@@ -275,6 +276,12 @@ def test_card_has_tensors_latency_and_machine(tmp_path):
     assert LiteRT(tmp_path / "m.tflite", xnnpack=not faster).xnnpack is (not faster)
     assert "tensorflow" in card["machine"] and written["machine"]["processor"]
     assert written["latency"] == card["latency"]
+    # the card times each phase of the export, and the phases fit in the whole
+    seconds = card["export_seconds"]
+    assert {"loading", "calibration inputs", "scale equalisation", "conversion and calibration",
+            "latency", "validation"} <= set(seconds)
+    assert 0 < sum(s for phase, s in seconds.items() if phase != "total") <= seconds["total"] + 0.5
+    assert card["calibration"]["samples"] == 4
     assert card["parameters"]["kernels"] == zoo.count_params(zoo.build("xnet", layers=1, filters=8),
                                                              "kernels")
 
@@ -422,6 +429,8 @@ def test_command_line_exports_and_fails_in_one_line(saved, tmp_path, capsys):
     assert result[0] == 0, result[2][-2000:]
     assert out.is_file() and card_path(out).is_file()
     assert "TFLite vs Keras" in result[1] and "XNNPACK" in result[1]
+    assert re.search(r"^export: \d+ s \(loading \d+ s, conversion \d+ s, ", result[1], re.M)
+    assert "zoo export: validation ..." in result[2]     # each phase announced as it starts
     code, _, stderr = _script(["--model", "xnet", "--weights", str(saved / "corrupt.keras"),
                                "--out", str(tmp_path / "bad.tflite")], capsys)
     assert code == 2 and "Traceback" not in stderr

@@ -2,7 +2,10 @@
 file and its card atomically.
 """
 
+import contextlib
 import os
+import sys
+import time
 from pathlib import Path
 
 import keras
@@ -23,7 +26,8 @@ from zoo.export.model import inference_model, model_flops
 from zoo.export.rewrites import (equalisable_units, equalise_scales, norms_as_convs,
                                  xunit_applied, xunit_notes, xunit_options)
 from zoo.export.runtime import LiteRT, fastest_runtime, gpu_delegate, measure_latency
-from zoo.export.settings import (AGREES_DB, CALIBRATED, DEFAULT_XNNPACK, GATE_CLIP,
+from zoo.export.settings import (AGREES_DB, CALIBRATED, CALIBRATION_SAMPLES, DEFAULT_XNNPACK,
+                                 GATE_CLIP, LATENCY_RUNS,
                                  LATENCY_SIZES, LATENCY_THREADS, MODES, QAT_LEARNING_RATE,
                                  RESIZED_MARGIN_DB, XUNIT_BLOCK, XUNIT_SPLIT)
 from zoo.export.validate import (compare, crop_pairs, resizable_check, simulated_agreement,
@@ -52,10 +56,20 @@ def _check_out(out):
     return out
 
 
+@contextlib.contextmanager
+def _phase(timings, name):
+    """Announces a phase of the export on stderr and adds its wall time to ``timings``."""
+    print(f"zoo export: {name} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    yield
+    timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)
+
+
 def export(model, out, *, mode="float32", weights=None, overrides=None, task=None, level=None,
-           input_shape=None, io_dtype="int8", calibration_data=None, calibration_samples=128,
+           input_shape=None, io_dtype="int8", calibration_data=None,
+           calibration_samples=CALIBRATION_SAMPLES,
            val_data=None, val_limit=0, allow_select_ops=False, latency_sizes=LATENCY_SIZES,
-           latency_threads=LATENCY_THREADS, latency_runs=5, latency_every=False,
+           latency_threads=LATENCY_THREADS, latency_runs=LATENCY_RUNS, latency_every=False,
            gate_clip=GATE_CLIP,
            xunit_split=None, xunit_block=None, qat_steps=0, qat_learning_rate=QAT_LEARNING_RATE,
            seed=0):
@@ -99,10 +113,13 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
 
     Returns the card (a dict), also written as YAML.
     """
+    start = time.perf_counter()
     out = _check_out(out)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    keras_model = load_model(model, weights, **dict(overrides or {}))
+    timings = {}
+    with _phase(timings, "loading"):
+        keras_model = load_model(model, weights, **dict(overrides or {}))
     info = models.info(model) if isinstance(model, str) else model_info(keras_model)
     keras_model = inference_model(keras_model)
     ratio = output_scale(keras_model)
@@ -121,16 +138,20 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
 
     calibration = None
     if mode in CALIBRATED:
-        calibration = calibration_inputs(
-            calibration_data or demo_images(colour, split="train"), task=task, level=level,
-            mode=colour, upsampling=upsampling, ratio=ratio, input_shape=shape,
-            samples=calibration_count(calibration_samples, shape), seed=seed)
+        with _phase(timings, "calibration inputs"):
+            calibration = calibration_inputs(
+                calibration_data or demo_images(colour, split="train"), task=task, level=level,
+                mode=colour, upsampling=upsampling, ratio=ratio, input_shape=shape,
+                samples=calibration_count(calibration_samples, shape), seed=seed)
     notes = []
     gate_clip = gate_clip if mode in CALIBRATED else None
     xunit_split = XUNIT_SPLIT.get(mode) if xunit_split is None else xunit_split
     if xunit_block is None:
         xunit_block = XUNIT_BLOCK if mode == "int8" and shape and not qat_steps else 0
-    source = equalise_scales(keras_model, calibration) if mode in CALIBRATED else keras_model
+    source = keras_model
+    if mode in CALIBRATED:
+        with _phase(timings, "scale equalisation"):
+            source = equalise_scales(keras_model, calibration)
     converted = xunit_options(source, gate_clip=gate_clip, split=xunit_split,
                               block=xunit_block, pointwise_norm=mode == "int8")
     applied = xunit_applied(converted) if converted is not keras_model else {}
@@ -169,18 +190,22 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
     simulated, qat_card = None, None
     if qat_steps:
         data = calibration_data or demo_images(colour, split="train")
-        simulated, qat_card = fine_tune_quantized(
-            converted, calibration, data, task=task, level=level, mode=colour,
-            upsampling=upsampling, ratio=ratio, steps=qat_steps,
-            learning_rate=qat_learning_rate, seed=seed)
+        with _phase(timings, "quantization-aware fine-tuning"):
+            simulated, qat_card = fine_tune_quantized(
+                converted, calibration, data, task=task, level=level, mode=colour,
+                upsampling=upsampling, ratio=ratio, steps=qat_steps,
+                learning_rate=qat_learning_rate, seed=seed)
         qat_card["data"] = describe_data(calibration_data,
                                           "built-in demo images (training split)")
         notes.append(f"quantization-aware fine-tuning: {qat_steps} steps in "
                      f"{qat_card['seconds']:.0f} s; activation ranges and weights from it "
                      "(the converter reads its FakeQuant ranges)")
         converted = simulated
-    content, graph = convert(converted, mode, input_shape=shape, calibration=calibration,
-                             io_dtype=io_dtype, allow_select_ops=allow_select_ops)
+    # the converter calibrates on the inputs itself unless FakeQuant ops carry the ranges
+    calibrating = calibration is not None and simulated is None
+    with _phase(timings, "conversion" + (" and calibration" if calibrating else "")):
+        content, graph = convert(converted, mode, input_shape=shape, calibration=calibration,
+                                 io_dtype=io_dtype, allow_select_ops=allow_select_ops)
     if mode in CALIBRATED and graph.float_ops:
         notes.append(f"float ops remain in the {mode} graph: {op_counts(graph.float_ops)}")
     if mode == "int16x8":
@@ -193,9 +218,10 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
     else:
         if latency_sizes:
             sizes = [shape] if shape else [(s, s) for s in latency_sizes]
-            latency = measure_latency(content, sizes, latency_threads, latency_runs,
-                                      flops=lambda h, w: model_flops(keras_model, h, w),
-                                      every=latency_every)
+            with _phase(timings, "latency"):
+                latency = measure_latency(content, sizes, latency_threads, latency_runs,
+                                          flops=lambda h, w: model_flops(keras_model, h, w),
+                                          every=latency_every)
         runtime = fastest_runtime(latency)["xnnpack"] if latency else DEFAULT_XNNPACK
         pairs = evaluation_pairs(val_data or demo_images(colour, split="val"), task, level,
                                  mode=colour, sub_pixel=upsampling == "sub-pixel", seed=seed)
@@ -206,17 +232,22 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
                 notes.append(f"validated on {len(cropped)} of {len(pairs)} images: the others "
                              f"are smaller than the {shape[0]}x{shape[1]} input")
             pairs = cropped
-        rows = compare(LiteRT(content, xnnpack=runtime), keras_model, pairs, task, level)
-        numerics = {"validated": True, "xnnpack": runtime, **summarise(rows), "per_image": rows}
-        if simulated is not None:
-            numerics["fake_quant"] = simulated_agreement(simulated, LiteRT(content, xnnpack=runtime),
-                                                         pairs, task, level)
+        with _phase(timings, "validation"):
+            rows = compare(LiteRT(content, xnnpack=runtime), keras_model, pairs, task, level)
+            numerics = {"validated": True, "xnnpack": runtime, **summarise(rows),
+                        "per_image": rows}
+            if simulated is not None:
+                numerics["fake_quant"] = simulated_agreement(
+                    simulated, LiteRT(content, xnnpack=runtime), pairs, task, level)
         # resized runs must agree with Keras as well as the file does at the image's own size
         # (within RESIZED_MARGIN_DB), or to AGREES_DB
         agrees = min(AGREES_DB, numerics["worst_psnr_tflite_vs_keras"] - RESIZED_MARGIN_DB)
-        resizable = resizable_check(content, keras_model, fixed=shape is not None,
-                                    image=pairs[0][1], agrees_db=agrees)
+        with _phase(timings, "resized inputs"):
+            resizable = resizable_check(content, keras_model, fixed=shape is not None,
+                                        image=pairs[0][1], agrees_db=agrees)
     lite = LiteRT(content)
+    with _phase(timings, "GPU delegate check"):
+        gpu = gpu_delegate(content, graph)
 
     card = {
         "model": info.name,
@@ -240,9 +271,10 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         "numerics": rounded(numerics),
         "latency": {"unit": "ms after one warm-up run", "results": latency,
                     "default_runtime": fastest_runtime(latency) if latency else None},
-        "gpu_delegate": gpu_delegate(content, graph),
+        "gpu_delegate": gpu,
         "notes": notes,
         "machine": machine(),
+        "export_seconds": {"total": round(time.perf_counter() - start, 1), **timings},
     }
     if qat_card is not None:
         card["quantization_aware"] = qat_card

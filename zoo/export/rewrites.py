@@ -141,10 +141,10 @@ def equalise_scales(model, calibration, batch=16):
         x = np.concatenate(calibration[start:start + batch])
         with warnings.catch_warnings():  # a bare array for the one named input
             warnings.simplefilter("ignore")
-            outputs = probe(x, training=False)
+            outputs = probe.predict_on_batch(x)     # compiled: ~2x an eager call on a CPU
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         for i, z in enumerate(outputs):
-            z = ops.convert_to_numpy(z).reshape(-1, z.shape[-1])
+            z = np.asarray(z).reshape(-1, z.shape[-1])
             scale, shift = affine[i]
             bn = scale * z + shift
             relu = np.maximum(bn, 0) if units[i][1].relu else np.abs(bn)

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from zoo.export.settings import DEFAULT_XNNPACK, LATENCY_THREADS, SLOW_BUILTIN
+from zoo.export.settings import DEFAULT_XNNPACK, LATENCY_RUNS, LATENCY_THREADS, SLOW_BUILTIN
 from zoo.export.card import card_runtime
 from zoo.export.conversion import op_counts, inspect_graph
 
@@ -96,7 +96,7 @@ def _dequantize(q, details):
     return ((q.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
-def measure_latency(content, sizes, threads=LATENCY_THREADS, runs=5, flops=None, every=False):
+def measure_latency(content, sizes, threads=LATENCY_THREADS, runs=LATENCY_RUNS, flops=None, every=False):
     """Median ``invoke()`` time of each (size, threads) with XNNPACK, after one warm-up run, and
     of LiteRT's builtin kernels: at the largest size with the most threads (enough to pick the
     faster runtime; ``every``: at every size and thread count too).

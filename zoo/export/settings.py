@@ -5,9 +5,13 @@ MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 CALIBRATED = ("int8", "int16x8")      # full-integer modes: activation ranges from calibration
 IO_DTYPES = ("int8", "uint8")
 CALIBRATION_PATCH = 64       # input side of the calibration patches of a resizable model
+# The converter's calibration pass runs the float graph op by op, ~0.35 s a 64x64 patch for
+# xDnCNN on 2 cores: 64 patches keep the default int8 export within a minute (128: 50 s alone).
+CALIBRATION_SAMPLES = 64
 CALIBRATION_MIN = 4          # fewest calibration inputs of a large fixed-size model
-LATENCY_SIZES = (256, 512)
+LATENCY_SIZES = (256,)       # more sizes (--latency-sizes 256 512) and --latency-every: options
 LATENCY_THREADS = (1, 2)
+LATENCY_RUNS = 3             # timed runs per setting, after one warm-up run (the median is kept)
 SLOW_BUILTIN = 2             # a builtin setting this many times slower than XNNPACK is timed once
 RESIZE_PROBE = ((37, 50), (64, 45))  # two odd input sizes a resizable model must run at
 AGREES_DB = 30.0             # a resized run "works" if it agrees with Keras to this PSNR,
