@@ -27,9 +27,8 @@ from zoo.export.rewrites import (equalisable_units, equalise_scales, norms_as_co
                                  xunit_applied, xunit_notes, xunit_options)
 from zoo.export.runtime import LiteRT, fastest_runtime, gpu_delegate, measure_latency
 from zoo.export.settings import (AGREES_DB, CALIBRATED, CALIBRATION_SAMPLES, DEFAULT_XNNPACK,
-                                 GATE_CLIP, LATENCY_RUNS,
-                                 LATENCY_SIZES, LATENCY_THREADS, MODES, QAT_LEARNING_RATE,
-                                 RESIZED_MARGIN_DB, XUNIT_BLOCK, XUNIT_SPLIT)
+                                 GATE_CLIP, LATENCY_RUNS, LATENCY_SIZES, LATENCY_THREADS, MODES,
+                                 QAT_LEARNING_RATE, RESIZED_MARGIN_DB, XUNIT_BLOCK, XUNIT_SPLIT)
 from zoo.export.validate import (compare, crop_pairs, resizable_check, simulated_agreement,
                                  summarise)
 
