@@ -321,8 +321,7 @@ def add_export_arguments(p):
     p.add_argument("--calibration", nargs="+", metavar="DIR",
                    help="folder(s) of clean images for int8 calibration (default: built-in)")
     p.add_argument("--calibration-samples", type=int, default=CALIBRATION_SAMPLES, metavar="N",
-                   help=f"int8/int16x8 calibration patches (default {CALIBRATION_SAMPLES}; the "
-                        "converter's calibration pass takes ~0.35 s a patch for xDnCNN on 2 cores)")
+                   help=f"int8/int16x8 calibration patches (default {CALIBRATION_SAMPLES})")
     p.add_argument("--val", nargs="+", metavar="DIR",
                    help="folder(s) of clean validation images (default: built-in held-out two)")
     p.add_argument("--val-limit", type=int, default=0, help="validate on the first N images only")

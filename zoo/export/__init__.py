@@ -45,7 +45,8 @@ import importlib
 _API = {
     # settings
     "AGREES_DB": "settings", "CALIBRATED": "settings", "CALIBRATION_MIN": "settings",
-    "CALIBRATION_PATCH": "settings", "CALIBRATION_SAMPLES": "settings", "DEFAULT_XNNPACK": "settings",
+    "CALIBRATION_PATCH": "settings", "CALIBRATION_SAMPLES": "settings",
+    "DEFAULT_XNNPACK": "settings",
     "GATE_CLIP": "settings", "IO_DTYPES": "settings", "LATENCY_SIZES": "settings",
     "LATENCY_RUNS": "settings", "LATENCY_THREADS": "settings", "MODES": "settings",
     "QAT_BATCH": "settings", "QAT_LEARNING_RATE": "settings", "QAT_PATCH": "settings",

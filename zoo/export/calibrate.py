@@ -2,8 +2,6 @@
 ``tf.data`` pipeline, or quantization-aware fine-tuning (:mod:`zoo.export.qat`).
 """
 
-import time
-
 import numpy as np
 
 from zoo.export import qat
@@ -61,10 +59,8 @@ def fine_tune_quantized(model, calibration, data, *, task, level, mode, upsampli
     simulated = qat.calibrate(qat.quantization_model(model), calibration)
     dataset = training_dataset(data, task=task, levels=[level], patch_size=patch * ratio,
                                batch_size=batch, mode=mode, upsampling=upsampling, seed=seed)
-    start = time.perf_counter()
     history = qat.fine_tune(simulated, model, dataset, steps, learning_rate)
-    seconds = time.perf_counter() - start
     return simulated, {"steps": int(steps), "learning_rate": learning_rate, "batch": batch,
                        "patch": patch * ratio, "loss": "MSE to the float model's output",
                        "final_loss": float(history.history["loss"][-1]),
-                       "seconds": round(seconds, 1), "fake_quant_layers": len(qat.fake_quants(simulated))}
+                       "fake_quant_layers": len(qat.fake_quants(simulated))}

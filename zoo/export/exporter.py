@@ -197,7 +197,7 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         qat_card["data"] = describe_data(calibration_data,
                                           "built-in demo images (training split)")
         notes.append(f"quantization-aware fine-tuning: {qat_steps} steps in "
-                     f"{qat_card['seconds']:.0f} s; activation ranges and weights from it "
+                     f"{timings['quantization-aware fine-tuning']:.0f} s; activation ranges and weights from it "
                      "(the converter reads its FakeQuant ranges)")
         converted = simulated
     # the converter calibrates on the inputs itself unless FakeQuant ops carry the ranges

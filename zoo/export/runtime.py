@@ -96,7 +96,8 @@ def _dequantize(q, details):
     return ((q.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
-def measure_latency(content, sizes, threads=LATENCY_THREADS, runs=LATENCY_RUNS, flops=None, every=False):
+def measure_latency(content, sizes, threads=LATENCY_THREADS, runs=LATENCY_RUNS, flops=None,
+                    every=False):
     """Median ``invoke()`` time of each (size, threads) with XNNPACK, after one warm-up run, and
     of LiteRT's builtin kernels: at the largest size with the most threads (enough to pick the
     faster runtime; ``every``: at every size and thread count too).
