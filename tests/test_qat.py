@@ -5,6 +5,7 @@ float model."""
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import zoo
 from zoo.export import qat
@@ -75,6 +76,21 @@ def test_unknown_layers_are_named(rng):
 def test_qat_is_for_int8_only(tmp_path):
     with pytest.raises(ValueError, match="int8"):
         export(zoo.build("xsrcnn_f"), tmp_path / "x.tflite", mode="float16", qat_steps=5)
+
+
+def test_fine_tuning_decays_its_step_size_to_zero(rng):
+    inputs = keras.Input((None, None, 1))
+    teacher = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same")(inputs))
+    simulated = qat.calibrate(qat.quantization_model(teacher),
+                              [rng.uniform(0, 1, (1, 8, 8, 1)).astype("float32")])
+    x = rng.uniform(0, 1, (4, 8, 8, 1)).astype("float32")
+    data = tf.data.Dataset.from_tensors((x, x)).repeat()
+    qat.fine_tune(simulated, teacher, data, steps=6, learning_rate=1e-3, verbose=0)
+    assert int(simulated.optimizer.iterations) == 6
+    assert float(simulated.optimizer.learning_rate) < 1e-9   # cosine(pi) = -1: 0 at the end
+    schedule = simulated.optimizer._learning_rate
+    assert float(schedule(0)) == pytest.approx(1e-3)
+    assert float(schedule(3)) == pytest.approx(5e-4)       # half way down the cosine
 
 
 @pytest.mark.slow  # four int8 conversions: about 20 s

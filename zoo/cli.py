@@ -341,7 +341,9 @@ def add_export_arguments(p):
                         "--calibration images (see --qat-steps)")
     p.add_argument("--qat-steps", type=int, default=QAT_STEPS, metavar="N",
                    help=f"fine-tuning steps of --qat (default {QAT_STEPS})")
-    p.add_argument("--qat-learning-rate", type=float, default=QAT_LEARNING_RATE, metavar="LR")
+    p.add_argument("--qat-learning-rate", type=float, default=QAT_LEARNING_RATE, metavar="LR",
+                   help=f"--qat's first Adam step size, decayed to 0 on a cosine "
+                        f"(default {QAT_LEARNING_RATE:g})")
     p.add_argument("--allow-select-ops", action="store_true",
                    help="accept ops that need the Flex (SELECT_TF_OPS) delegate")
     p.add_argument("--latency-sizes", nargs="*", type=int, default=list(LATENCY_SIZES),

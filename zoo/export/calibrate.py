@@ -60,7 +60,8 @@ def fine_tune_quantized(model, calibration, data, *, task, level, mode, upsampli
     dataset = training_dataset(data, task=task, levels=[level], patch_size=patch * ratio,
                                batch_size=batch, mode=mode, upsampling=upsampling, seed=seed)
     history = qat.fine_tune(simulated, model, dataset, steps, learning_rate)
-    return simulated, {"steps": int(steps), "learning_rate": learning_rate, "batch": batch,
+    return simulated, {"steps": int(steps), "learning_rate": learning_rate,
+                       "schedule": "cosine decay to 0 over the steps", "batch": batch,
                        "patch": patch * ratio, "loss": "MSE to the float model's output",
                        "final_loss": float(history.history["loss"][-1]),
                        "fake_quant_layers": len(qat.fake_quants(simulated))}

@@ -108,7 +108,8 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         qat_steps: int8 only: fine-tune this many steps with int8 rounding simulated
             (:mod:`zoo.export.qat`) on the calibration images before converting (0: post-training
             quantization only); xUnits then keep the split form (or the whole one, with
-            ``xunit_split=0``), not blocks.  qat_learning_rate: its Adam step size.
+            ``xunit_split=0``), not blocks.  qat_learning_rate: its first Adam step size (decayed
+            to 0 on a cosine).
 
     Returns the card (a dict), also written as YAML.
     """
