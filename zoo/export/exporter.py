@@ -197,9 +197,10 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
                 learning_rate=qat_learning_rate, seed=seed)
         qat_card["data"] = describe_data(calibration_data,
                                           "built-in demo images (training split)")
-        notes.append(f"quantization-aware fine-tuning: {qat_steps} steps in "
-                     f"{timings['quantization-aware fine-tuning']:.0f} s; activation ranges and weights from it "
-                     "(the converter reads its FakeQuant ranges)")
+        seconds = timings["quantization-aware fine-tuning"]
+        notes.append(f"quantization-aware fine-tuning: {qat_steps} steps in {seconds:.0f} s; "
+                     "activation ranges and weights from it (the converter reads its FakeQuant "
+                     "ranges)")
         converted = simulated
     # the converter calibrates on the inputs itself unless FakeQuant ops carry the ranges
     calibrating = calibration is not None and simulated is None
@@ -233,12 +234,13 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
                              f"are smaller than the {shape[0]}x{shape[1]} input")
             pairs = cropped
         with _phase(timings, "validation"):
-            rows = compare(LiteRT(content, xnnpack=runtime), keras_model, pairs, task, level)
+            runner = LiteRT(content, xnnpack=runtime)
+            rows = compare(runner, keras_model, pairs, task, level)
             numerics = {"validated": True, "xnnpack": runtime, **summarise(rows),
                         "per_image": rows}
             if simulated is not None:
-                numerics["fake_quant"] = simulated_agreement(
-                    simulated, LiteRT(content, xnnpack=runtime), pairs, task, level)
+                numerics["fake_quant"] = simulated_agreement(simulated, runner, pairs, task,
+                                                             level)
         # resized runs must agree with Keras as well as the file does at the image's own size
         # (within RESIZED_MARGIN_DB), or to AGREES_DB
         agrees = min(AGREES_DB, numerics["worst_psnr_tflite_vs_keras"] - RESIZED_MARGIN_DB)
