@@ -96,6 +96,47 @@ def test_fine_tuning_decays_its_step_size_to_zero(rng):
     assert float(optimizer.learning_rate) == pytest.approx(5e-4)   # half way down the cosine
 
 
+def test_fine_tuning_learns_ranges_that_skip_rare_extremes(rng):
+    """A calibration outlier (20 among values in [0, 1]) spreads a min/max range's 256 levels
+    over [0, 20]; fine-tuning learns a range near the values that occur, which inference and
+    the converter then read from ``lo`` and ``hi``."""
+    inputs = keras.Input((None, None, 1))
+    inner = keras.layers.Conv2D(1, 1, kernel_initializer="ones")
+    teacher = keras.Model(inputs, keras.layers.Conv2D(1, 1, kernel_initializer="ones")(
+        inner(inputs)))
+    outlier = rng.uniform(0, 1, (1, 8, 8, 1)).astype("float32")
+    outlier[0, 0, 0, 0] = 20.0
+    simulated = qat.calibrate(qat.quantization_model(teacher), [outlier])
+    quant = simulated.get_layer(f"q_{inner.name}")   # what the inner conv's output rounds to
+    assert float(quant.hi) == pytest.approx(20.0)
+    x = rng.uniform(0, 1, (64, 8, 8, 1)).astype("float32")
+    error = lambda: float(np.mean((keras.ops.convert_to_numpy(quant(x)) - x) ** 2))
+    before = error()
+    qat.fine_tune(simulated, teacher, tf.data.Dataset.from_tensors((x, x)).repeat(), steps=200,
+                  learning_rate=1e-3, verbose=0)
+    # measured: 2.3 (from 20)
+    assert float(quant.lo) == 0.0 and 1.0 <= float(quant.hi) < 4.0, float(quant.hi)
+    assert float(quant.log_lo) == float(quant.log_hi) == 0.0   # moved into lo and hi
+    assert error() < before / 20, (error(), before)
+
+
+def test_image_ranges_keep_zero_to_one_and_stay_fixed(rng):
+    """The model's input and output keep [0, 1] in range (a bright test image is not clipped)
+    and do not learn; the ranges in between do."""
+    inputs = keras.Input((None, None, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same")(inputs))
+    simulated = qat.calibrate(qat.quantization_model(model),
+                              [rng.uniform(0.2, 0.6, (1, 8, 8, 1)).astype("float32")])
+    quants = qat.fake_quants(simulated)
+    assert len(quants) == 2
+    for quant in quants:
+        assert float(quant.lo) <= 0.0 and float(quant.hi) >= 1.0
+        assert not quant.trainable_weights
+    inner = qat.quantization_model(keras.Model(inputs, keras.layers.ReLU()(
+        keras.layers.Conv2D(1, 3, padding="same")(model.output))))
+    assert sum(bool(quant.trainable_weights) for quant in qat.fake_quants(inner)) == 1
+
+
 @pytest.mark.slow  # four int8 conversions: about 20 s
 def test_the_converter_takes_every_range_from_the_fake_quants(rng):
     """The conversion of a quantization model calibrates on one input only (export time): so

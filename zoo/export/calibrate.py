@@ -61,7 +61,9 @@ def fine_tune_quantized(model, calibration, data, *, task, level, mode, upsampli
                                batch_size=batch, mode=mode, upsampling=upsampling, seed=seed)
     history = qat.fine_tune(simulated, model, dataset, steps, learning_rate)
     return simulated, {"steps": int(steps), "learning_rate": learning_rate,
-                       "schedule": "cosine decay to 0 over the steps", "batch": batch,
+                       "schedule": "cosine decay to 0 over the steps",
+                       "ranges": "learned from the calibrated min/max (LSQ gradient); the input "
+                                 "and output ranges fixed, covering [0, 1]", "batch": batch,
                        "patch": patch * ratio, "loss": "MSE to the float model's output",
                        "final_loss": float(history.history["loss"][-1]),
                        "fake_quant_layers": len(qat.fake_quants(simulated))}

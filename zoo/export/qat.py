@@ -10,11 +10,12 @@ Keras model (the one ``zoo.export`` converts: xUnits split, batch norms as 1x1 c
   with its fused ReLU, each batch-norm multiply and add, each piece and partial sum of a split
   xUnit conv, the gate's ``-d``, ``d * -d`` and ``exp``, the product ``z g``, the input).
 
-Ranges are the min/max over calibration inputs of the float model (what post-training
-calibration measures), then fixed.  Rounding passes gradients straight through inside the range
+Ranges start at the min/max over calibration inputs of the float model (what post-training
+calibration measures).  Rounding passes gradients straight through inside the range
 (``FakeQuantWithMinMaxVars``), so :func:`fine_tune` (``model.fit``) adapts the weights to the
-rounding.  On TensorFlow the ops are ``FakeQuant`` nodes: the TFLite converter reads their
-ranges, so the fine-tuned graph converts to the same int8 ops as a post-training one, and the
+rounding, and learns the ranges (LSQ's gradient): a min/max range spends its 256 levels on rare
+extremes, e.g. partial sums of an xUnit conv over +-25 when its gate reads +-3.  On
+TensorFlow the ops are ``FakeQuant`` nodes: the TFLite converter reads their ranges, so the fine-tuned graph converts to the same int8 ops as a post-training one, and the
 Keras model predicts the int8 file's outputs.
 """
 
@@ -31,6 +32,9 @@ from zoo.export.rewrites import readers
 __all__ = ["FakeQuant", "quantization_model", "calibrate", "fine_tune", "quantize_kernel"]
 
 BITS = 8
+# ranges learn in log space: a step moves a range's ends ~100x as far (relatively) as Adam moves
+# a weight, so that a few hundred steps of 1e-4 can shrink a range severalfold
+RANGE_RATE = 100.0
 
 
 def quantize_kernel(kernel, axis=-1):
@@ -53,40 +57,71 @@ def quantize_constant(values):
 
 @keras.saving.register_keras_serializable(package="zoo")
 class FakeQuant(keras.layers.Layer):
-    """Per-tensor int8 rounding of its input, ``fq(x, lo, hi)``, with a fixed range.
+    """Per-tensor int8 rounding of its input, ``fq(x, lo, hi)``.
 
     While ``observing`` is set (:func:`calibrate`) it passes its input through and widens
-    ``[lo, hi]`` to cover it (and 0, as TFLite's ranges do).
+    ``[lo, hi]`` to cover it and ``span`` (0 at least, as TFLite's ranges do).  In training the range is learned:
+    ``lo e^(RANGE_RATE a)`` and ``hi e^(RANGE_RATE b)`` (signs kept, so 0 stays inside), with
+    the gradient of LSQ (Esser et al., ICLR 2020, eq. 3): clipped inputs pull an end out, the
+    rounding error ``(fq(x) - x) / (hi - lo)`` of the others moves the width.  :meth:`learned`
+    then moves the learned range into ``lo`` and ``hi``, which inference and the converter read.
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, span=(0.0, 0.0), **kwargs):
         super().__init__(**kwargs)
+        self.span = tuple(float(v) for v in span)
         self.observing = False
         self._seen = None
 
     def build(self, input_shape):
         self.lo = self.add_weight(name="lo", shape=(), initializer="zeros", trainable=False)
         self.hi = self.add_weight(name="hi", shape=(), initializer="ones", trainable=False)
+        self.log_lo = self.add_weight(name="log_lo", shape=(), initializer="zeros")
+        self.log_hi = self.add_weight(name="log_hi", shape=(), initializer="zeros")
 
-    def call(self, x):
+    def call(self, x, training=None):
         if self.observing:
             seen = (float(ops.min(x)), float(ops.max(x)))
             self._seen = seen if self._seen is None else (min(self._seen[0], seen[0]),
                                                           max(self._seen[1], seen[1]))
             return x
-        return fake_quant_with_min_max_vars(x, self.lo, self.hi, num_bits=BITS)
+        if not training:
+            return fake_quant_with_min_max_vars(x, self.lo, self.hi, num_bits=BITS)
+        lo, hi = self._learned_range()
+        y = fake_quant_with_min_max_vars(x, lo, hi, num_bits=BITS)
+        width = hi - lo
+        error = ops.where((x >= lo) & (x <= hi), (y - x) / width, 0.0)
+        # zero in value; its gradient is the rounding error's, through the width
+        return y + (width - ops.stop_gradient(width)) * ops.stop_gradient(error)
+
+    def _learned_range(self):
+        lo = self.lo * ops.exp(RANGE_RATE * self.log_lo)
+        return lo, ops.maximum(self.hi * ops.exp(RANGE_RATE * self.log_hi), lo + 1e-6)
+
+    def learned(self):
+        """Fixes the range at the one learned in training."""
+        lo, hi = self._learned_range()
+        self.lo.assign(lo)
+        self.hi.assign(hi)
+        self.log_lo.assign(0.0)
+        self.log_hi.assign(0.0)
 
     def settle(self):
         """Fixes the range at what was observed (and 0)."""
         if self._seen is None:
             raise ValueError(f"{self.name} saw no calibration input")
-        lo, hi = min(self._seen[0], 0.0), max(self._seen[1], 0.0)
+        lo, hi = min(self._seen[0], *self.span, 0.0), max(self._seen[1], *self.span, 0.0)
         self.lo.assign(lo)
         self.hi.assign(max(hi, lo + 1e-6))
+        self.log_lo.assign(0.0)
+        self.log_hi.assign(0.0)
         self._seen = None
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "span": list(self.span)}
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -222,7 +257,9 @@ def quantization_model(model):
 
     inputs = keras.tree.map_structure(lambda t: keras.Input(t.shape[1:], name=t.name),
                                       model.input)
-    rounded_inputs = {id(t): FakeQuant(name=f"q_{t.name}")(t)
+    # the images in and out keep [0, 1] in range whatever calibration saw (a bright test image
+    # is not clipped), with the range fixed: the protocol scores the output on [0, 1]
+    rounded_inputs = {id(t): FakeQuant(span=(0.0, 1.0), trainable=False, name=f"q_{t.name}")(t)
                       for t in keras.tree.flatten(inputs)}
 
     def call(layer, *args, **kwargs):
@@ -237,6 +274,10 @@ def quantization_model(model):
     copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone,
                                     call_function=call)
     copy = keras.Model(inputs, copy.output, name=model.name)
+    for name in model.output_names:
+        if any(isinstance(layer, FakeQuant) for layer in copy.layers if layer.name == f"q_{name}"):
+            copy.get_layer(f"q_{name}").span = (0.0, 1.0)
+            copy.get_layer(f"q_{name}").trainable = False
     rounding = {id(v) for quant in fake_quants(copy) for v in quant.weights}
     for source in model.layers:
         if source.weights:
@@ -275,10 +316,14 @@ def calibrate(model, inputs, batch=16):
 def fine_tune(model, teacher, dataset, steps, learning_rate=1e-4, verbose="auto"):
     """Fine-tunes a calibrated :func:`quantization_model` for ``steps`` steps of Adam to
     reproduce its float ``teacher``'s outputs (mean squared error; the quantization drop is
-    their difference) on the degraded images of ``(degraded, clean)`` batches.  The step size
+    their difference) on the degraded images of ``(degraded, clean)`` batches; the activation
+    ranges are learned with the weights (:class:`FakeQuant`), then fixed.  The step size
     decays from ``learning_rate`` to 0 on a cosine over the ``steps``: the last steps settle
     the weights instead of leaving them wherever a full-size step put them."""
     targets = dataset.map(lambda degraded, clean: (degraded, teacher(degraded, training=False)))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=int(steps))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
-    return model.fit(targets, epochs=1, steps_per_epoch=int(steps), verbose=verbose)
+    history = model.fit(targets, epochs=1, steps_per_epoch=int(steps), verbose=verbose)
+    for quant in fake_quants(model):
+        quant.learned()
+    return history
