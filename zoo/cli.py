@@ -337,8 +337,8 @@ def add_export_arguments(p):
                         "(default: 4 for int8 with --input-shape, which runs ~1.3x faster "
                         "there; 0: off)")
     p.add_argument("--qat", action="store_true",
-                   help="int8: quantization-aware fine-tuning before conversion, on the "
-                        "--calibration images (see --qat-steps)")
+                   help="int8: quantization-aware fine-tuning of the weights and activation "
+                        "ranges before conversion, on the --calibration images (see --qat-steps)")
     p.add_argument("--qat-steps", type=int, default=QAT_STEPS, metavar="N",
                    help=f"fine-tuning steps of --qat (default {QAT_STEPS})")
     p.add_argument("--qat-learning-rate", type=float, default=QAT_LEARNING_RATE, metavar="LR",
