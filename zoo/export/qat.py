@@ -15,8 +15,9 @@ calibration measures).  Rounding passes gradients straight through inside the ra
 (``FakeQuantWithMinMaxVars``), so :func:`fine_tune` (``model.fit``) adapts the weights to the
 rounding, and learns the ranges (LSQ's gradient): a min/max range spends its 256 levels on rare
 extremes, e.g. partial sums of an xUnit conv over +-25 when its gate reads +-3.  On
-TensorFlow the ops are ``FakeQuant`` nodes: the TFLite converter reads their ranges, so the fine-tuned graph converts to the same int8 ops as a post-training one, and the
-Keras model predicts the int8 file's outputs.
+TensorFlow the ops are ``FakeQuant`` nodes: the TFLite converter reads their ranges, so the
+fine-tuned graph converts to the same int8 ops as a post-training one, and the Keras model
+predicts the int8 file's outputs.
 """
 
 import keras
@@ -60,8 +61,8 @@ class FakeQuant(keras.layers.Layer):
     """Per-tensor int8 rounding of its input, ``fq(x, lo, hi)``.
 
     While ``observing`` is set (:func:`calibrate`) it passes its input through and widens
-    ``[lo, hi]`` to cover it and ``span`` (0 at least, as TFLite's ranges do).  In training the range is learned:
-    ``lo e^(RANGE_RATE a)`` and ``hi e^(RANGE_RATE b)`` (signs kept, so 0 stays inside), with
+    ``[lo, hi]`` to cover it and ``span`` (0 at least, as TFLite's ranges do).  In training the
+    range is learned, ``lo e^(RANGE_RATE a)`` to ``hi e^(RANGE_RATE b)`` (0 stays inside), with
     the gradient of LSQ (Esser et al., ICLR 2020, eq. 3): clipped inputs pull an end out, the
     rounding error ``(fq(x) - x) / (hi - lo)`` of the others moves the width.  :meth:`learned`
     then moves the learned range into ``lo`` and ``hi``, which inference and the converter read.
@@ -274,10 +275,10 @@ def quantization_model(model):
     copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone,
                                     call_function=call)
     copy = keras.Model(inputs, copy.output, name=model.name)
-    for name in model.output_names:
-        if any(isinstance(layer, FakeQuant) for layer in copy.layers if layer.name == f"q_{name}"):
-            copy.get_layer(f"q_{name}").span = (0.0, 1.0)
-            copy.get_layer(f"q_{name}").trainable = False
+    outputs = {f"q_{name}" for name in model.output_names}
+    for quant in fake_quants(copy):
+        if quant.name in outputs:
+            quant.span, quant.trainable = (0.0, 1.0), False
     rounding = {id(v) for quant in fake_quants(copy) for v in quant.weights}
     for source in model.layers:
         if source.weights:
@@ -317,7 +318,8 @@ def fine_tune(model, teacher, dataset, steps, learning_rate=1e-4, verbose="auto"
     """Fine-tunes a calibrated :func:`quantization_model` for ``steps`` steps of Adam to
     reproduce its float ``teacher``'s outputs (mean squared error; the quantization drop is
     their difference) on the degraded images of ``(degraded, clean)`` batches; the activation
-    ranges are learned with the weights (:class:`FakeQuant`), then fixed.  The step size
+    ranges (but the input's and output's) are learned with the weights (:class:`FakeQuant`),
+    then fixed.  The step size
     decays from ``learning_rate`` to 0 on a cosine over the ``steps``: the last steps settle
     the weights instead of leaving them wherever a full-size step put them."""
     targets = dataset.map(lambda degraded, clean: (degraded, teacher(degraded, training=False)))
