@@ -120,6 +120,28 @@ def test_fine_tuning_learns_ranges_that_skip_rare_extremes(rng):
     assert error() < before / 20, (error(), before)
 
 
+def test_a_range_learns_from_the_rounding_error_inside_it_and_clipping_outside(rng):
+    """LSQ's gradient: d fq(x) / d hi = (fq(x) - x) / (hi - lo) inside the range (TensorFlow's
+    FakeQuant gives none there), 1 for a value clipped at hi; the ends learn in log space."""
+    quant = qat.FakeQuant()
+    quant.build((None,))
+    quant.lo.assign(-1.0)
+    quant.hi.assign(2.0)   # 255 steps of 3/255: zero is on the grid, nothing is nudged
+    inside = rng.uniform(-0.9, 1.9, 500).astype("float32")
+    x = tf.constant(np.concatenate([inside, [2.5, 3.0]]).astype("float32"))
+    with tf.GradientTape() as tape:
+        y = quant(x, training=True)
+        total = tf.reduce_sum(y)
+    d_lo, d_hi = tape.gradient(total, [quant.log_lo, quant.log_hi])
+    rounded = tf.quantization.fake_quant_with_min_max_vars(x, -1.0, 2.0).numpy()
+    np.testing.assert_array_equal(y.numpy(), rounded)   # the added term is zero in value
+    error = float(np.sum(rounded[:500] - inside)) / 3.0
+    assert abs(error) > 1e-3     # a sum of rounding errors that does not cancel by chance
+    # d/d log_hi = d/d hi * RANGE_RATE * hi; two values clipped at hi add 1 each
+    assert float(d_hi) == pytest.approx(qat.RANGE_RATE * 2.0 * (error + 2), rel=1e-3)
+    assert float(d_lo) == pytest.approx(qat.RANGE_RATE * -1.0 * -error, rel=1e-3)
+
+
 def test_image_ranges_keep_zero_to_one_and_stay_fixed(rng):
     """The model's input and output keep [0, 1] in range (a bright test image is not clipped)
     and do not learn; the ranges in between do."""

@@ -13,7 +13,8 @@ Keras model silently yields a NaN model under Keras 3.)  Modes:
 - ``dynamic``: dynamic-range quantization: int8 weights, activations quantized on the fly.
 - ``int8``: full-integer quantization, int8 (or uint8) input and output, activation ranges
   calibrated on degraded patches drawn from the task's own ``tf.data`` pipeline
-  (``zoo.data.pipeline.training_dataset``) on the built-in or given images.
+  (``zoo.data.pipeline.training_dataset``) on the built-in or given images, or with ``qat_steps``
+  learned with the weights by quantization-aware fine-tuning (``zoo.export.qat``).
 - ``int16x8``: int8 weights and int16 activations, int16 input and output, calibrated as int8
   (TFLite's mode for image restoration).  Only LiteRT's reference kernels run it: no XNNPACK,
   no GPU delegate.

@@ -36,6 +36,7 @@ BITS = 8
 # ranges learn in log space: a step moves a range's ends ~100x as far (relatively) as Adam moves
 # a weight, so that a few hundred steps of 1e-4 can shrink a range severalfold
 RANGE_RATE = 100.0
+MAX_LOG_SCALE = float(np.log(1000.0))
 
 
 def quantize_kernel(kernel, axis=-1):
@@ -96,8 +97,10 @@ class FakeQuant(keras.layers.Layer):
         return y + (width - ops.stop_gradient(width)) * ops.stop_gradient(error)
 
     def _learned_range(self):
-        lo = self.lo * ops.exp(RANGE_RATE * self.log_lo)
-        return lo, ops.maximum(self.hi * ops.exp(RANGE_RATE * self.log_hi), lo + 1e-6)
+        # a learned end stays within 1000x of its calibrated value (no overflow, no dead range)
+        scale = lambda log: ops.exp(ops.clip(RANGE_RATE * log, -MAX_LOG_SCALE, MAX_LOG_SCALE))
+        lo = self.lo * scale(self.log_lo)
+        return lo, ops.maximum(self.hi * scale(self.log_hi), lo + 1e-6)
 
     def learned(self):
         """Fixes the range at the one learned in training."""
@@ -276,8 +279,8 @@ def quantization_model(model):
                                     call_function=call)
     copy = keras.Model(inputs, copy.output, name=model.name)
     outputs = {f"q_{name}" for name in model.output_names}
-    for quant in fake_quants(copy):
-        if quant.name in outputs:
+    for quant in copy.layers:    # top level only: not an xUnit's own q_out
+        if isinstance(quant, FakeQuant) and quant.name in outputs:
             quant.span, quant.trainable = (0.0, 1.0), False
     rounding = {id(v) for quant in fake_quants(copy) for v in quant.weights}
     for source in model.layers:
@@ -325,7 +328,8 @@ def fine_tune(model, teacher, dataset, steps, learning_rate=1e-4, verbose="auto"
     targets = dataset.map(lambda degraded, clean: (degraded, teacher(degraded, training=False)))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=int(steps))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
-    history = model.fit(targets, epochs=1, steps_per_epoch=int(steps), verbose=verbose)
-    for quant in fake_quants(model):
-        quant.learned()
-    return history
+    try:
+        return model.fit(targets, epochs=1, steps_per_epoch=int(steps), verbose=verbose)
+    finally:    # interrupted too: inference and the converter read the ranges the weights saw
+        for quant in fake_quants(model):
+            quant.learned()
