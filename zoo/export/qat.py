@@ -102,23 +102,22 @@ class FakeQuant(keras.layers.Layer):
         lo = self.lo * scale(self.log_lo)
         return lo, ops.maximum(self.hi * scale(self.log_hi), lo + 1e-6)
 
-    def learned(self):
-        """Fixes the range at the one learned in training."""
-        lo, hi = self._learned_range()
+    def _fix(self, lo, hi):
         self.lo.assign(lo)
         self.hi.assign(hi)
         self.log_lo.assign(0.0)
         self.log_hi.assign(0.0)
+
+    def learned(self):
+        """Fixes the range at the one learned in training."""
+        self._fix(*self._learned_range())
 
     def settle(self):
         """Fixes the range at what was observed (and 0)."""
         if self._seen is None:
             raise ValueError(f"{self.name} saw no calibration input")
         lo, hi = min(self._seen[0], *self.span, 0.0), max(self._seen[1], *self.span, 0.0)
-        self.lo.assign(lo)
-        self.hi.assign(max(hi, lo + 1e-6))
-        self.log_lo.assign(0.0)
-        self.log_hi.assign(0.0)
+        self._fix(lo, max(hi, lo + 1e-6))
         self._seen = None
 
     def compute_output_shape(self, input_shape):
@@ -263,7 +262,8 @@ def quantization_model(model):
                                       model.input)
     # the images in and out keep [0, 1] in range whatever calibration saw (a bright test image
     # is not clipped), with the range fixed: the protocol scores the output on [0, 1]
-    rounded_inputs = {id(t): FakeQuant(span=(0.0, 1.0), trainable=False, name=f"q_{t.name}")(t)
+    image = {"span": (0.0, 1.0), "trainable": False}
+    rounded_inputs = {id(t): FakeQuant(name=f"q_{t.name}", **image)(t)
                       for t in keras.tree.flatten(inputs)}
 
     def call(layer, *args, **kwargs):
@@ -272,16 +272,13 @@ def quantization_model(model):
         fused = [type(r) for r in layer_readers.get(layer.name, [])] == [keras.layers.ReLU]
         convolution = isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
         if isinstance(layer, _ROUNDED_OUTPUT) and not (convolution and fused):
-            out = FakeQuant(name=f"q_{layer.name}")(out)
+            out = FakeQuant(name=f"q_{layer.name}",
+                            **(image if layer.name in model.output_names else {}))(out)
         return out
 
     copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone,
                                     call_function=call)
     copy = keras.Model(inputs, copy.output, name=model.name)
-    outputs = {f"q_{name}" for name in model.output_names}
-    for quant in copy.layers:    # top level only: not an xUnit's own q_out
-        if isinstance(quant, FakeQuant) and quant.name in outputs:
-            quant.span, quant.trainable = (0.0, 1.0), False
     rounding = {id(v) for quant in fake_quants(copy) for v in quant.weights}
     for source in model.layers:
         if source.weights:
@@ -322,9 +319,9 @@ def fine_tune(model, teacher, dataset, steps, learning_rate=1e-4, verbose="auto"
     reproduce its float ``teacher``'s outputs (mean squared error; the quantization drop is
     their difference) on the degraded images of ``(degraded, clean)`` batches; the activation
     ranges (but the input's and output's) are learned with the weights (:class:`FakeQuant`),
-    then fixed.  The step size
-    decays from ``learning_rate`` to 0 on a cosine over the ``steps``: the last steps settle
-    the weights instead of leaving them wherever a full-size step put them."""
+    then fixed.  The step size decays from ``learning_rate`` to 0 on a cosine over the
+    ``steps``: the last steps settle the weights instead of leaving them wherever a full-size
+    step put them."""
     targets = dataset.map(lambda degraded, clean: (degraded, teacher(degraded, training=False)))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=int(steps))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
