@@ -85,8 +85,8 @@ def test_fine_tuning_decays_its_step_size_to_zero(rng):
                               [rng.uniform(0, 1, (1, 8, 8, 1)).astype("float32")])
     x = rng.uniform(0, 1, (4, 8, 8, 1)).astype("float32")
     data = tf.data.Dataset.from_tensors((x, x)).repeat()
-    qat.fine_tune(simulated, teacher, data, steps=6, learning_rate=1e-3, verbose=0)
-    optimizer = simulated.optimizer
+    history = qat.fine_tune(simulated, teacher, data, steps=6, learning_rate=1e-3, verbose=0)
+    optimizer = history.model.optimizer
     assert int(optimizer.iterations) == 6
     assert float(optimizer.learning_rate) < 1e-9   # cosine(pi) = -1: 0 at the end
     # the step size the optimizer reports at earlier steps

@@ -30,7 +30,8 @@ from zoo.layers import XUnit
 from zoo.layers.normalization import inference_affine
 from zoo.export.rewrites import readers
 
-__all__ = ["FakeQuant", "quantization_model", "calibrate", "fine_tune", "quantize_kernel"]
+__all__ = ["FakeQuant", "quantization_model", "calibrate", "fine_tune", "Difference",
+           "quantize_kernel"]
 
 BITS = 8
 # ranges learn in log space: a step moves a range's ends ~100x as far (relatively) as Adam moves
@@ -314,19 +315,36 @@ def calibrate(model, inputs, batch=16):
     return model
 
 
+class Difference(keras.Model):
+    """``model(x) - reference(x)``, ``reference`` in inference mode: what :func:`fine_tune`
+    drives to 0."""
+
+    def __init__(self, model, reference, **kwargs):
+        super().__init__(name=f"{model.name}_minus_{reference.name}", **kwargs)
+        self.tuned, self.reference = model, reference
+
+    def call(self, x, training=None):
+        return self.tuned(x, training=training) - self.reference(x, training=False)
+
+
 def fine_tune(model, teacher, dataset, steps, learning_rate=1e-4, verbose="auto"):
     """Fine-tunes a calibrated :func:`quantization_model` for ``steps`` steps of Adam to
     reproduce its float ``teacher``'s outputs (mean squared error; the quantization drop is
-    their difference) on the degraded images of ``(degraded, clean)`` batches; the activation
-    ranges (but the input's and output's) are learned with the weights (:class:`FakeQuant`),
-    then fixed.  The step size decays from ``learning_rate`` to 0 on a cosine over the
-    ``steps``: the last steps settle the weights instead of leaving them wherever a full-size
-    step put them."""
-    targets = dataset.map(lambda degraded, clean: (degraded, teacher(degraded, training=False)))
+    their difference) on the degraded images of ``(degraded, clean)`` batches (the teacher runs
+    in the training step, on the GPU where there is one); the activation ranges (but the
+    input's and output's) are learned with the weights (:class:`FakeQuant`), then fixed.  The
+    step size decays from ``learning_rate`` to 0 on a cosine over the ``steps``: the last steps
+    settle the weights instead of leaving them wherever a full-size step put them.  Returns the
+    ``History`` (its ``model`` is the one trained, a :class:`Difference` of the two)."""
+    frozen = teacher.trainable
+    teacher.trainable = False
+    pair = Difference(model, teacher)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=int(steps))
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
+    pair.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
+    differences = dataset.map(lambda degraded, clean: (degraded, 0.0 * clean))   # to 0
     try:
-        return model.fit(targets, epochs=1, steps_per_epoch=int(steps), verbose=verbose)
+        return pair.fit(differences, epochs=1, steps_per_epoch=int(steps), verbose=verbose)
     finally:    # interrupted too: inference and the converter read the ranges the weights saw
+        teacher.trainable = frozen
         for quant in fake_quants(model):
             quant.learned()
