@@ -107,8 +107,7 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
             with a fixed ``input_shape``, else 0.
         qat_steps: int8 only: fine-tune this many steps with int8 rounding simulated
             (:mod:`zoo.export.qat`) on the calibration images before converting (0: post-training
-            quantization only); xUnits then keep the split form (or the whole one, with
-            ``xunit_split=0``), not blocks.  qat_learning_rate: its first Adam step size (decayed
+            quantization only).  qat_learning_rate: its first Adam step size (decayed
             to 0 on a cosine).
 
     Returns the card (a dict), also written as YAML.
@@ -132,9 +131,6 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
     if qat_steps and mode != "int8":
         raise ValueError(f"quantization-aware fine-tuning (qat_steps) is for int8 exports, "
                          f"not {mode}")
-    if qat_steps and xunit_block:
-        raise ValueError("quantization-aware fine-tuning keeps xUnits in the split form: "
-                         "leave xunit_block unset")
 
     calibration = None
     if mode in CALIBRATED:
@@ -147,7 +143,7 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
     gate_clip = gate_clip if mode in CALIBRATED else None
     xunit_split = XUNIT_SPLIT.get(mode) if xunit_split is None else xunit_split
     if xunit_block is None:
-        xunit_block = XUNIT_BLOCK if mode == "int8" and shape and not qat_steps else 0
+        xunit_block = XUNIT_BLOCK if mode == "int8" and shape else 0
     source = keras_model
     if mode in CALIBRATED:
         with _phase(timings, "scale equalisation"):

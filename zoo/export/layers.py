@@ -142,6 +142,10 @@ class ExportXUnit(XUnit):
         """``(out + term, count + 1)``; the first piece carries the bias."""
         return (term + bias if out is None else out + term), count + 1
 
+    def _grouped_kernel(self, grouped, kernel):
+        """The grouped conv's kernel, gathered from the depthwise ``kernel``."""
+        return grouped
+
     def _block_depthwise(self, x, kernel, bias):
         """The k x k 'same' depthwise conv as a grouped conv on b x b blocks (see ``block``).
 
@@ -158,6 +162,7 @@ class ExportXUnit(XUnit):
         grouped = ops.take(flat, taps, axis=0)          # (n, n, b*b in, b*b out, C)
         grouped = ops.transpose(grouped, (0, 1, 2, 4, 3))
         grouped = ops.reshape(grouped, (*taps.shape[:3], channels * b * b))
+        grouped = self._grouped_kernel(grouped, kernel)
         batch, height, width = (x.shape[i] or ops.shape(x)[i] for i in range(3))
         rows, cols = -(-height // b), -(-width // b)
         # a size known only at run time is padded and cropped by what it turns out to need

@@ -2,8 +2,8 @@
 
 An int8 graph rounds every activation tensor to 256 levels of one range and every conv kernel
 to 255 symmetric levels per output channel.  :func:`quantization_model` rebuilds an export-ready
-Keras model (the one ``zoo.export`` converts: xUnits split, batch norms as 1x1 convs) with
-``keras.quantizers.fake_quant_with_min_max_vars`` at exactly those tensors:
+Keras model (the one ``zoo.export`` converts: xUnits split or on pixel blocks, batch norms as
+1x1 convs) with ``keras.quantizers.fake_quant_with_min_max_vars`` at exactly those tensors:
 
 - weights: ``q(W) = fq(W, -m_c, m_c)`` per output channel, ``m_c = max |W_c|``, 255 levels;
 - activations: ``q(x) = fq(x, lo, hi)`` per tensor, after each op the converter keeps (a conv
@@ -169,20 +169,22 @@ class QuantBatchNorm(keras.layers.BatchNormalization):
 
 @keras.saving.register_keras_serializable(package="zoo")
 class QuantXUnit(ExportXUnit):
-    """An :class:`ExportXUnit` (split or whole depthwise conv, inference batch norms) as its
-    int8 graph computes it: ``BN1`` as a multiply and an add or a 1x1 conv (with the ReLU), each
-    split piece and partial sum or the whole conv, the clipped ``d``, ``-d``, ``d * -d``,
-    ``exp`` and ``z g`` rounded.  Its batch norms use their moving statistics in training too
-    (they are frozen)."""
+    """An :class:`ExportXUnit` (split, whole or block depthwise conv, inference batch norms) as
+    its int8 graph computes it: ``BN1`` as a multiply and an add or a 1x1 conv (with the ReLU),
+    each split piece and partial sum or the whole conv (a block form's grouped conv is the whole
+    conv, on the same per-channel weights: each of its output channels holds all k x k taps), the
+    clipped ``d``, ``-d``, ``d * -d``, ``exp`` and ``z g`` rounded.  A block form trains as the
+    whole conv (the same values, faster).  Its batch norms use their moving statistics in
+    training too (they are frozen)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.block is not None or not self.post_norm:
-            raise ValueError("quantization-aware xUnits take the export form: split or whole "
-                             "depthwise conv, no block form, a batch norm after the conv")
+        if not self.post_norm:
+            raise ValueError("quantization-aware xUnits take the export form: a batch norm "
+                             "after the depthwise conv")
         k, s = self.kernel_size, self.split
-        # split: pieces rounded one by one, then their partial sums; whole: the conv's output
-        # is rounded once, on the (clipped) range q_gate_in reads
+        # split: pieces rounded one by one, then their partial sums; whole or block: the conv's
+        # output is rounded once, on the (clipped) range q_gate_in reads
         pieces = 0 if s is None else 4 if 2 * s >= k else len(range(0, k, s)) ** 2
         names = ["q_shifted", "q_gate_in", "q_negated", "q_product", "q_gate", "q_out"]
         (self.q_shifted, self.q_gate_in, self.q_negated, self.q_product, self.q_gate,
@@ -205,10 +207,12 @@ class QuantXUnit(ExportXUnit):
             d = ops.relu(d)
         d = self.q_shifted(d) if self.norm_in is not None or self.relu else d
         kernel, bias = self._fold_norm_out(self.depthwise.kernel, self.depthwise.bias)
-        if self.split is None:
-            d = ops.depthwise_conv(d, quantize_kernel(kernel, axis=2), padding="same") + bias
-        else:
+        if self.split is not None:
             d = self._split_depthwise(d, kernel, bias)
+        elif self.block is not None and not training:
+            d = self._block_depthwise(d, kernel, bias)
+        else:
+            d = ops.depthwise_conv(d, quantize_kernel(kernel, axis=2), padding="same") + bias
         if self.gate_clip is not None:
             d = ops.clip(d, -self.gate_clip, self.gate_clip)
         d = self.q_gate_in(d)
@@ -218,6 +222,15 @@ class QuantXUnit(ExportXUnit):
 
     def _piece_kernel(self, kernel):
         return quantize_kernel(kernel, axis=2)
+
+    def _grouped_kernel(self, grouped, kernel):
+        # each output channel holds all of its depthwise channel's taps: the same per-channel
+        # int8 weights.  The range comes from the depthwise kernel, which the converter folds
+        # before it reads the FakeQuant (from the gathered kernel, it stays a Flex op)
+        peak = ops.repeat(ops.max(ops.abs(kernel), axis=(0, 1, 3)), self.block ** 2)
+        peak = ops.stop_gradient(ops.maximum(peak, 1e-12))
+        return fake_quant_with_min_max_vars(grouped, -peak, peak, num_bits=BITS,
+                                            narrow_range=True, axis=-1)
 
     def _add_piece(self, out, term, bias, count):
         term = self.q_terms[count](term + bias if out is None else term)
