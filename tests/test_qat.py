@@ -102,6 +102,26 @@ def test_fine_tuning_decays_its_step_size_to_zero(rng):
     assert float(optimizer.learning_rate) == pytest.approx(5e-4)   # half way down the cosine
 
 
+def test_fine_tuning_reproduces_the_teacher_in_inference_mode(rng):
+    """The loss of the first step is the simulation's (training mode) squared difference from
+    the teacher's inference output; a teacher run in training mode (here: its dropout) would
+    give another."""
+    inputs = keras.Input((None, None, 1))
+    conv = keras.layers.Conv2D(1, 3, padding="same")
+    teacher = keras.Model(inputs, keras.layers.Dropout(0.5)(conv(inputs)))
+    student = keras.Model(inputs, conv(inputs))
+    simulated = qat.calibrate(qat.quantization_model(student),
+                              [rng.uniform(0, 1, (1, 8, 8, 1)).astype("float32")])
+    x = rng.uniform(0, 1, (4, 8, 8, 1)).astype("float32")
+    np = keras.ops.convert_to_numpy
+    expected = float(((np(simulated(x, training=True)) - np(teacher(x))) ** 2).mean())
+    wrong = float(((np(simulated(x, training=True)) - np(teacher(x, training=True))) ** 2).mean())
+    history = qat.fine_tune(simulated, teacher, tf.data.Dataset.from_tensors((x, x)).repeat(),
+                            steps=1, learning_rate=1e-3, verbose=0)
+    assert history.history["loss"][0] == pytest.approx(expected, rel=1e-4)
+    assert abs(wrong - expected) > 0.1 * expected
+
+
 def test_fine_tuning_learns_ranges_that_skip_rare_extremes(rng):
     """A calibration outlier (20 among values in [0, 1]) spreads a min/max range's 256 levels
     over [0, 20]; fine-tuning learns a range near the values that occur, which inference and

@@ -30,7 +30,7 @@ from zoo.layers import XUnit
 from zoo.layers.normalization import inference_affine
 from zoo.export.rewrites import readers
 
-__all__ = ["FakeQuant", "quantization_model", "calibrate", "fine_tune", "Difference",
+__all__ = ["FakeQuant", "quantization_model", "calibrate", "fine_tune", "Distillation",
            "quantize_kernel"]
 
 BITS = 8
@@ -328,16 +328,22 @@ def calibrate(model, inputs, batch=16):
     return model
 
 
-class Difference(keras.Model):
-    """``model(x) - reference(x)``, ``reference`` in inference mode: what :func:`fine_tune`
-    drives to 0."""
+class Distillation(keras.Model):
+    """``model``, with the loss of :func:`fine_tune`: its mean squared difference from
+    ``reference``'s output on the same input, the reference frozen and in inference mode.  The
+    reference runs in the training step (on the GPU where there is one), outside the model's
+    call: a layer called inside a training call runs in training mode whatever it is told."""
 
     def __init__(self, model, reference, **kwargs):
-        super().__init__(name=f"{model.name}_minus_{reference.name}", **kwargs)
+        super().__init__(name=f"{model.name}_distilled", **kwargs)
         self.tuned, self.reference = model, reference
 
     def call(self, x, training=None):
-        return self.tuned(x, training=training) - self.reference(x, training=False)
+        return self.tuned(x, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        target = ops.stop_gradient(self.reference(x, training=False))
+        return ops.mean(ops.square(y_pred - target))
 
 
 def fine_tune(model, teacher, dataset, steps, learning_rate=1e-4, verbose="auto"):
@@ -348,15 +354,14 @@ def fine_tune(model, teacher, dataset, steps, learning_rate=1e-4, verbose="auto"
     input's and output's) are learned with the weights (:class:`FakeQuant`), then fixed.  The
     step size decays from ``learning_rate`` to 0 on a cosine over the ``steps``: the last steps
     settle the weights instead of leaving them wherever a full-size step put them.  Returns the
-    ``History`` (its ``model`` is the one trained, a :class:`Difference` of the two)."""
+    ``History`` (its ``model`` is the one trained, a :class:`Distillation`)."""
     frozen = teacher.trainable
     teacher.trainable = False
-    pair = Difference(model, teacher)
+    distilled = Distillation(model, teacher)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=int(steps))
-    pair.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
-    differences = dataset.map(lambda degraded, clean: (degraded, 0.0 * clean))   # to 0
+    distilled.compile(optimizer=keras.optimizers.Adam(schedule))
     try:
-        return pair.fit(differences, epochs=1, steps_per_epoch=int(steps), verbose=verbose)
+        return distilled.fit(dataset, epochs=1, steps_per_epoch=int(steps), verbose=verbose)
     finally:    # interrupted too: inference and the converter read the ranges the weights saw
         teacher.trainable = frozen
         for quant in fake_quants(model):
