@@ -331,8 +331,8 @@ def calibrate(model, inputs, batch=16):
 class Distillation(keras.Model):
     """``model``, with the loss of :func:`fine_tune`: its mean squared difference from
     ``reference``'s output on the same input, the reference frozen and in inference mode.  The
-    reference runs in the training step (on the GPU where there is one), outside the model's
-    call: a layer called inside a training call runs in training mode whatever it is told."""
+    reference runs in the loss of each training step (on the GPU where there is one), not in
+    the input pipeline (on the CPU)."""
 
     def __init__(self, model, reference, **kwargs):
         super().__init__(name=f"{model.name}_distilled", **kwargs)
