@@ -339,7 +339,7 @@ def add_export_arguments(p):
     p.add_argument("--qat", action="store_true",
                    help="int8: quantization-aware fine-tuning of the weights and activation "
                         "ranges before conversion, on the --calibration images (see --qat-steps; "
-                        "give the task's training set: the six demo photos can cost accuracy)")
+                        "the task's training set gives smaller drops than the demo photos)")
     p.add_argument("--qat-steps", type=int, default=QAT_STEPS, metavar="N",
                    help=f"fine-tuning steps of --qat (default {QAT_STEPS})")
     p.add_argument("--qat-learning-rate", type=float, default=QAT_LEARNING_RATE, metavar="LR",
