@@ -361,7 +361,8 @@ def fine_tune(model, teacher, dataset, steps, learning_rate=1e-4, verbose="auto"
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=int(steps))
     distilled.compile(optimizer=keras.optimizers.Adam(schedule))
     try:
-        return distilled.fit(dataset, epochs=1, steps_per_epoch=int(steps), verbose=verbose)
+        return distilled.fit(dataset, epochs=1, steps_per_epoch=int(steps), verbose=verbose,
+                             shuffle=False)   # the pipeline shuffles
     finally:    # interrupted too: inference and the converter read the ranges the weights saw
         teacher.trainable = frozen
         for quant in fake_quants(model):
