@@ -91,7 +91,11 @@ def test_fine_tuning_decays_its_step_size_to_zero(rng):
                               [rng.uniform(0, 1, (1, 8, 8, 1)).astype("float32")])
     x = rng.uniform(0, 1, (4, 8, 8, 1)).astype("float32")
     data = tf.data.Dataset.from_tensors((x, x)).repeat()
+    frozen = keras.layers.Conv2D(1, 1)   # a frozen part of the teacher stays frozen
+    teacher = keras.Model(inputs, frozen(teacher(inputs)))
+    frozen.trainable = False
     history = qat.fine_tune(simulated, teacher, data, steps=6, learning_rate=1e-3, verbose=0)
+    assert teacher.trainable and teacher.layers[1].trainable and not frozen.trainable
     optimizer = history.model.optimizer
     assert int(optimizer.iterations) == 6
     assert float(optimizer.learning_rate) < 1e-9   # cosine(pi) = -1: 0 at the end
@@ -113,12 +117,13 @@ def test_fine_tuning_reproduces_the_teacher_in_inference_mode(rng):
     simulated = qat.calibrate(qat.quantization_model(student),
                               [rng.uniform(0, 1, (1, 8, 8, 1)).astype("float32")])
     x = rng.uniform(0, 1, (4, 8, 8, 1)).astype("float32")
-    np = keras.ops.convert_to_numpy
-    expected = float(((np(simulated(x, training=True)) - np(teacher(x))) ** 2).mean())
-    wrong = float(((np(simulated(x, training=True)) - np(teacher(x, training=True))) ** 2).mean())
+    array = keras.ops.convert_to_numpy
+    expected = float(((array(simulated(x, training=True)) - array(teacher(x))) ** 2).mean())
+    wrong = float(((array(simulated(x, training=True)) - array(teacher(x, training=True))) ** 2
+                   ).mean())
     history = qat.fine_tune(simulated, teacher, tf.data.Dataset.from_tensors((x, x)).repeat(),
                             steps=1, learning_rate=1e-3, verbose=0)
-    assert history.history["loss"][0] == pytest.approx(expected, rel=1e-4)
+    assert history.history["loss"][0] == pytest.approx(expected, rel=1e-2)
     assert abs(wrong - expected) > 0.1 * expected
 
 
@@ -229,15 +234,16 @@ def test_simulated_xunits_predict_the_int8_file_split_whole_or_blocks(split, blo
     model = norms_as_convs(xunit_options(_randomised(zoo.build("xsrcnn_f", **small("xsrcnn_f"))),
                                          split=split, block=block, gate_clip=3.0,
                                          pointwise_norm=True))
-    inputs = [rng.uniform(0, 1, (1, 40, 36, 1)).astype("float32") for _ in range(8)]
+    size = (42, 37)    # not a multiple of the block: padded, then cropped
+    inputs = [rng.uniform(0, 1, (1, *size, 1)).astype("float32") for _ in range(8)]
     simulated = qat.calibrate(qat.quantization_model(model), inputs)
     units = [layer for layer in simulated.layers if isinstance(layer, qat.QuantXUnit)]
     assert units and all(len(u.q_terms) == (4 if split else 0) for u in units)
     content, graph = convert(simulated, "int8", calibration=inputs,
-                             input_shape=(40, 36) if block else None)
+                             input_shape=size if block else None)
     assert ("SPACE_TO_DEPTH" in graph.ops) == bool(block) and not graph.float_ops
     runner = LiteRT(content)
-    x = rng.uniform(0, 1, (40, 36, 1)).astype("float32")
+    x = rng.uniform(0, 1, (*size, 1)).astype("float32")
     predicted = keras.ops.convert_to_numpy(simulated(x[None]))[0]
     error = np.sqrt(np.mean((runner(x) - predicted) ** 2))
     float_error = np.sqrt(np.mean((runner(x) - keras.ops.convert_to_numpy(model(x[None]))[0]) ** 2))

@@ -197,10 +197,10 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         notes.append(f"quantization-aware fine-tuning: {qat_steps} steps in {seconds:.0f} s; "
                      "activation ranges and weights from it (the converter reads its FakeQuant "
                      "ranges)")
-        if calibration_data is None:    # README, "Quantization-aware fine-tuning"
-            notes.append("quantization-aware fine-tuning on the six built-in demo photos; the "
-                         "task's training set (--calibration, e.g. BSD400 for denoising, T91 "
-                         "for SR) gives smaller drops (README, int8)")
+        if not calibration_data:    # README, "Quantization-aware fine-tuning"
+            notes.append(f"quantization-aware fine-tuning on the {len(data)} built-in demo "
+                         "photos; the task's training set (--calibration, e.g. BSD400 for "
+                         "denoising, T91 for SR) gives smaller drops (README, int8)")
         converted = simulated
     # the converter calibrates on the inputs itself unless FakeQuant ops carry the ranges
     calibrating = calibration is not None and simulated is None

@@ -355,7 +355,8 @@ def fine_tune(model, teacher, dataset, steps, learning_rate=1e-4, verbose="auto"
     step size decays from ``learning_rate`` to 0 on a cosine over the ``steps``: the last steps
     settle the weights instead of leaving them wherever a full-size step put them.  Returns the
     ``History`` (its ``model`` is the one trained, a :class:`Distillation`)."""
-    frozen = teacher.trainable
+    layers = teacher._flatten_layers()   # outer layers before their sublayers
+    flags = [layer.trainable for layer in layers]
     teacher.trainable = False
     distilled = Distillation(model, teacher)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=int(steps))
@@ -364,6 +365,7 @@ def fine_tune(model, teacher, dataset, steps, learning_rate=1e-4, verbose="auto"
         return distilled.fit(dataset, epochs=1, steps_per_epoch=int(steps), verbose=verbose,
                              shuffle=False)   # the pipeline shuffles
     finally:    # interrupted too: inference and the converter read the ranges the weights saw
-        teacher.trainable = frozen
+        for layer, flag in zip(layers, flags):    # as it was, sublayer by sublayer
+            layer.trainable = flag
         for quant in fake_quants(model):
             quant.learned()
