@@ -190,21 +190,24 @@ def test_image_ranges_keep_zero_to_one_and_stay_fixed(rng):
     assert sum(bool(quant.trainable_weights) for quant in qat.fake_quants(inner)) == 1
 
 
-@pytest.mark.slow  # four int8 conversions: about 20 s
-def test_the_converter_takes_every_range_from_the_fake_quants(rng):
+@pytest.mark.slow  # four int8 conversions: about 20 s a form
+@pytest.mark.parametrize("split, block", [(5, None), (None, 4)])
+def test_the_converter_takes_every_range_from_the_fake_quants(split, block, rng):
     """The conversion of a quantization model calibrates on one input only (export time): so
-    its file must not depend on the calibration data at all."""
+    its file must not depend on the calibration data at all, split or on blocks (fixed size)."""
     from zoo.export import convert, norms_as_convs, xunit_options
     keras.utils.set_random_seed(0)
     model = norms_as_convs(xunit_options(_randomised(zoo.build("xdncnn", **small("xdncnn"))),
-                                         split=5, gate_clip=3.0, pointwise_norm=True))
+                                         split=split, block=block, gate_clip=3.0,
+                                         pointwise_norm=True))
     inputs = [rng.uniform(0, 1, (1, 32, 32, 1)).astype("float32") for _ in range(8)]
     simulated = qat.calibrate(qat.quantization_model(model), inputs)
     other = [x * 0.2 for x in inputs]  # data whose ranges differ from the calibrated ones
-    assert convert(simulated, "int8", calibration=inputs)[0] == \
-        convert(simulated, "int8", calibration=other)[0]
-    assert convert(model, "int8", calibration=inputs)[0] != \
-        convert(model, "int8", calibration=other)[0]   # a float model's file does depend on it
+    shape = {"input_shape": (32, 32)} if block else {}
+    assert convert(simulated, "int8", calibration=inputs, **shape)[0] == \
+        convert(simulated, "int8", calibration=other, **shape)[0]
+    assert convert(model, "int8", calibration=inputs, **shape)[0] != \
+        convert(model, "int8", calibration=other, **shape)[0]   # a float model's file does
 
 
 def test_simulation_predicts_an_int8_file_with_batch_norms_after_convs(rng):
