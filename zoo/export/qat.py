@@ -40,12 +40,14 @@ RANGE_RATE = 100.0
 MAX_LOG_SCALE = float(np.log(1000.0))
 
 
-def quantize_kernel(kernel, axis=-1):
+def quantize_kernel(kernel, axis=-1, peak=None):
     """``kernel`` rounded as TFLite's per-channel int8 weights: symmetric, 255 levels of
-    ``max |W_c| / 127`` along ``axis`` (the gradient passes straight through)."""
+    ``max |W_c| / 127`` along ``axis`` (the gradient passes straight through); ``peak``: the
+    ``max |W_c|`` when known otherwise."""
     axis = axis % len(kernel.shape)
     reduce = tuple(i for i in range(len(kernel.shape)) if i != axis)
-    peak = ops.stop_gradient(ops.maximum(ops.max(ops.abs(kernel), axis=reduce), 1e-12))
+    peak = ops.max(ops.abs(kernel), axis=reduce) if peak is None else peak
+    peak = ops.stop_gradient(ops.maximum(peak, 1e-12))
     return fake_quant_with_min_max_vars(kernel, -peak, peak, num_bits=BITS, narrow_range=True,
                                         axis=axis)
 
@@ -228,9 +230,7 @@ class QuantXUnit(ExportXUnit):
         # int8 weights.  The range comes from the depthwise kernel, which the converter folds
         # before it reads the FakeQuant (from the gathered kernel, it stays a Flex op)
         peak = ops.repeat(ops.max(ops.abs(kernel), axis=(0, 1, 3)), self.block ** 2)
-        peak = ops.stop_gradient(ops.maximum(peak, 1e-12))
-        return fake_quant_with_min_max_vars(grouped, -peak, peak, num_bits=BITS,
-                                            narrow_range=True, axis=-1)
+        return quantize_kernel(grouped, peak=peak)
 
     def _add_piece(self, out, term, bias, count):
         term = self.q_terms[count](term + bias if out is None else term)
