@@ -38,11 +38,11 @@ from zoo.export import qat
 from zoo.export.calibrate import calibration_inputs, fine_tune_quantized
 from zoo.export.model import inference_model
 from zoo.export.rewrites import equalise_scales, norms_as_convs, xunit_options
-from zoo.export.settings import GATE_CLIP, XUNIT_SPLIT
+from zoo.export.settings import CALIBRATION_SAMPLES, GATE_CLIP, XUNIT_SPLIT
 from zoo.protocol import evaluation_pairs, score
 from zoo.restore import output_scale
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(os.environ.get("ZOO_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def development_pairs(folder, task, level, mode, sub_pixel, every=25):
@@ -84,7 +84,8 @@ def main():
     upsampling = "sub-pixel" if ratio > 1 else "interpolated"
     mode = get_task(a.task).mode
     calibration = calibration_inputs(a.calibration, task=a.task, level=a.level, mode=mode,
-                                     upsampling=upsampling, ratio=ratio, samples=64, seed=0)
+                                     upsampling=upsampling, ratio=ratio,
+                                     samples=CALIBRATION_SAMPLES, seed=0)
     ready = norms_as_convs(xunit_options(equalise_scales(model, calibration), gate_clip=GATE_CLIP,
                                          split=XUNIT_SPLIT["int8"], pointwise_norm=True))
     start = time.time()
