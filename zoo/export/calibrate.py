@@ -63,7 +63,8 @@ def fine_tune_quantized(model, calibration, data, *, task, level, mode, upsampli
     return simulated, {"steps": int(steps), "learning_rate": learning_rate,
                        "schedule": "cosine decay to 0 over the steps",
                        "ranges": "learned from the calibrated min/max (LSQ gradient); the input "
-                                 "and output ranges fixed, covering [0, 1]", "batch": batch,
+                                 "and output ranges fixed, covering [0, 1] and the calibrated "
+                                 "min/max", "batch": batch,
                        "patch": patch * ratio, "loss": "MSE to the float model's output",
                        "final_loss": float(history.history["loss"][-1]),
                        "fake_quant_layers": len(qat.fake_quants(simulated))}
