@@ -37,8 +37,8 @@ from zoo.data.tasks import get_task
 from zoo.export import qat
 from zoo.export.calibrate import calibration_inputs, fine_tune_quantized
 from zoo.export.model import inference_model
-from zoo.export.rewrites import equalise_scales, norms_as_convs, xunit_options
-from zoo.export.settings import CALIBRATION_SAMPLES, GATE_CLIP, XUNIT_SPLIT
+from zoo.export.rewrites import integer_form
+from zoo.export.settings import CALIBRATION_SAMPLES
 from zoo.protocol import evaluation_pairs, score
 from zoo.restore import output_scale
 
@@ -86,8 +86,7 @@ def main():
     calibration = calibration_inputs(a.calibration, task=a.task, level=a.level, mode=mode,
                                      upsampling=upsampling, ratio=ratio,
                                      samples=CALIBRATION_SAMPLES, seed=0)
-    ready = norms_as_convs(xunit_options(equalise_scales(model, calibration), gate_clip=GATE_CLIP,
-                                         split=XUNIT_SPLIT["int8"], pointwise_norm=True))
+    ready = integer_form(model, calibration)
     start = time.time()
     simulated, _ = fine_tune_quantized(ready, calibration, a.calibration, task=a.task,
                                        level=a.level, mode=mode, upsampling=upsampling,

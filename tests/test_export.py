@@ -15,8 +15,8 @@ import zoo.pretrained
 from zoo.data import demo_images, write_image
 from zoo.layers import PixelShuffle, XUnit
 from zoo.export import (LiteRT, MODES, calibration_inputs, card_path, convert, export,
-                        load_model, measure_latency, model_flops, norms_as_convs, read_card,
-                        xunit_options)
+                        integer_form, load_model, measure_latency, model_flops, norms_as_convs,
+                        read_card, xunit_options)
 from zoo.train import TrainConfig, train
 
 from .configs import small
@@ -514,6 +514,23 @@ def test_equalised_scales_are_exact_and_level_the_channels(name):
     probe = keras.Model(equalised.inputs, equalised.get_layer(first.name).output)
     peaks = np.abs(keras.ops.convert_to_numpy(probe(np.concatenate(inputs)))).max((0, 1, 2))
     assert peaks.max() / peaks.min() < 1.01
+
+
+def test_integer_form_is_exact_and_int8_holds_no_batch_norm():
+    """The graph an integer export converts and ``--qat`` fine-tunes: int8 turns every batch
+    norm into a 1x1 conv (or folds it), int16x8 keeps them; both equalise and split xUnits."""
+    keras.utils.set_random_seed(0)
+    model = _randomised(zoo.build("xdncnn", filters=16, blocks=2))
+    inputs = [image[None] for _, image in _images("gray", "train", 32, count=2)]
+    x = _images("gray", "val", 40)[0][1][None]
+    for mode in ("int8", "int16x8"):
+        form = integer_form(model, inputs, mode=mode)
+        np.testing.assert_allclose(form(x), model(x), atol=2e-5)
+        units = [layer for layer in form.layers if isinstance(layer, XUnit)]
+        assert len(units) == 3 and all(unit.split == 5 and unit.gate_clip == 3 for unit in units)
+        norms = [layer for layer in form.layers if type(layer) is keras.layers.BatchNormalization]
+        assert all(unit.pointwise_norm == (mode == "int8") for unit in units)
+        assert len(norms) == (0 if mode == "int8" else 2)
 
 
 @needs_official

@@ -69,7 +69,7 @@ _API = {
     "GPU_DELEGATE_OPS": "runtime", "LiteRT": "runtime", "fastest_runtime": "runtime",
     "gpu_delegate": "runtime", "measure_latency": "runtime",
     # rewrites
-    "equalisable_units": "rewrites", "equalise_scales": "rewrites",
+    "equalisable_units": "rewrites", "equalise_scales": "rewrites", "integer_form": "rewrites",
     "norms_as_convs": "rewrites", "readers": "rewrites",
     "xunit_applied": "rewrites", "xunit_notes": "rewrites", "xunit_options": "rewrites",
     # gpu_rewrites

@@ -23,8 +23,8 @@ from zoo.export.card import (card_path, describe_data, machine, rounded, tensor_
 from zoo.export.conversion import convert, op_counts
 from zoo.export.gpu_rewrites import TransposedConvShuffle, gpu_rewrite
 from zoo.export.model import inference_model, model_flops
-from zoo.export.rewrites import (equalisable_units, equalise_scales, norms_as_convs,
-                                 xunit_applied, xunit_notes, xunit_options)
+from zoo.export.rewrites import (equalisable_units, integer_form, xunit_applied, xunit_notes,
+                                 xunit_options)
 from zoo.export.runtime import LiteRT, fastest_runtime, gpu_delegate, measure_latency
 from zoo.export.settings import (AGREES_DB, CALIBRATED, CALIBRATION_SAMPLES, DEFAULT_XNNPACK,
                                  GATE_CLIP, LATENCY_RUNS, LATENCY_SIZES, LATENCY_THREADS, MODES,
@@ -144,28 +144,25 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
     xunit_split = XUNIT_SPLIT.get(mode) if xunit_split is None else xunit_split
     if xunit_block is None:
         xunit_block = XUNIT_BLOCK if mode == "int8" and shape else 0
-    source = keras_model
     if mode in CALIBRATED:
         with _phase(timings, "scale equalisation"):
-            source = equalise_scales(keras_model, calibration)
-    converted = xunit_options(source, gate_clip=gate_clip, split=xunit_split,
-                              block=xunit_block, pointwise_norm=mode == "int8")
+            converted = integer_form(keras_model, calibration, mode=mode, gate_clip=gate_clip,
+                                     split=xunit_split, block=xunit_block)
+    else:
+        converted = xunit_options(keras_model, split=xunit_split, block=xunit_block)
     applied = xunit_applied(converted) if converted is not keras_model else {}
     notes += xunit_notes(applied)
-    if source is not keras_model:
-        count = len(equalisable_units(keras_model))
+    count = len(equalisable_units(keras_model)) if mode in CALIBRATED else 0
+    if count:
         applied["equalised_xunits"] = count
         notes.append(f"{count} xUnit(s) with per-channel scales equalised on the calibration "
                      "inputs (exact: the batch norms and convs around them divide them out)")
-    # int8 only: batch norms as 1x1 depthwise convs hold their scales as per-channel int8
-    # weights (int16 activations need no such care); see norms_as_convs
     if mode == "int8":
-        pointwise = norms_as_convs(converted)
-        norms = {layer.name for layer in _batch_norms(converted)}
-        kept = {layer.name for layer in pointwise.layers}
+        norms = {layer.name for layer in _batch_norms(keras_model)}
+        kept = {layer.name for layer in converted.layers}
         # the standalone batch norms now 1x1 convs, and the xUnits' own
         count = (len(norms & kept)
-                 + sum(getattr(layer, "pointwise_norm", False) for layer in pointwise.layers))
+                 + sum(getattr(layer, "pointwise_norm", False) for layer in converted.layers))
         if count:
             applied["pointwise_batch_norms"] = count
             notes.append(f"{count} batch norm(s) run as 1x1 depthwise convs (exact): per-channel "
@@ -174,7 +171,6 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
             applied["batch_norms_folded_into_convs"] = len(norms - kept)
             notes.append(f"{len(norms - kept)} batch norm(s) right after a conv folded into it "
                          "(exact; the converter would do the same)")
-        converted = pointwise
     if mode == "float16":     # the GPU delegate's mode: keep the graph in its op table
         rewritten = gpu_rewrite(converted)
         if rewritten is not converted:

@@ -2,8 +2,9 @@
 
 An int8 graph rounds every activation tensor to 256 levels of one range and every conv kernel
 to 255 symmetric levels per output channel.  :func:`quantization_model` rebuilds an export-ready
-Keras model (the one ``zoo.export`` converts: xUnits split or on pixel blocks, batch norms as
-1x1 convs) with ``keras.quantizers.fake_quant_with_min_max_vars`` at exactly those tensors:
+Keras model (:func:`zoo.export.rewrites.integer_form`: xUnits split or on pixel blocks, batch
+norms as 1x1 convs) with ``keras.quantizers.fake_quant_with_min_max_vars`` at exactly those
+tensors:
 
 - weights: ``q(W) = fq(W, -m_c, m_c)`` per output channel, ``m_c = max |W_c|``, 255 levels;
 - activations: ``q(x) = fq(x, lo, hi)`` per tensor, after each op the converter keeps (a conv
@@ -248,7 +249,7 @@ _ROUNDED_OUTPUT = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.laye
 
 
 def quantization_model(model):
-    """A copy of an export-ready functional ``model`` (see ``zoo.export.quantization_ready``)
+    """A copy of an export-ready functional ``model`` (:func:`zoo.export.rewrites.integer_form`)
     with int8 rounding simulated where its int8 graph rounds (same weights; ranges unset until
     :func:`calibrate`).  Layers it does not know raise a ``ValueError`` naming them."""
     layer_readers = readers(model)

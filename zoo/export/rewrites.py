@@ -1,7 +1,8 @@
 """Export-time graph rewrites, each exact in float: xUnit export options (split, block, gate clip,
 pointwise norm), per-channel scale equalisation around xUnits and batch norms as 1x1 depthwise
-convs.  They rebuild the functional model (``keras.models.clone_model``) and
-copy the weights; the paper layers stay as the papers define them.
+convs; :func:`integer_form` chains them as an integer export does.  They rebuild the
+functional model (``keras.models.clone_model``) and copy the weights; the paper layers stay as
+the papers define them.
 """
 
 import collections
@@ -12,6 +13,7 @@ import numpy as np
 from keras import ops
 
 from zoo.export.layers import ExportXUnit
+from zoo.export.settings import GATE_CLIP, XUNIT_SPLIT
 from zoo.layers import XUnit
 from zoo.layers.normalization import inference_affine
 
@@ -271,6 +273,18 @@ def norms_as_convs(model):
         else:
             target.set_weights(source.get_weights())
     return copy
+
+
+def integer_form(model, calibration, mode="int8", gate_clip=GATE_CLIP, split=None, block=0):
+    """The copy of a functional ``model`` that an integer export (``mode`` "int8" or "int16x8")
+    converts and ``--qat`` fine-tunes, each step exact in float: xUnit scales equalised on the
+    ``calibration`` inputs (:func:`equalise_scales`), the xUnit options (:func:`xunit_options`;
+    ``split`` None: ``XUNIT_SPLIT[mode]``) and, for int8, every batch norm as a 1x1 depthwise
+    conv or folded into the conv before it (:func:`norms_as_convs`, each xUnit's ``BN1`` too)."""
+    split = XUNIT_SPLIT[mode] if split is None else split
+    form = xunit_options(equalise_scales(model, calibration), gate_clip=gate_clip, split=split,
+                         block=block, pointwise_norm=mode == "int8")
+    return norms_as_convs(form) if mode == "int8" else form
 
 
 def xunit_applied(model):
