@@ -28,7 +28,9 @@ def _int8(name, tmp_path, steps, input_shape=None):
 
 @pytest.mark.parametrize("name, input_shape", [
     ("xdncnn", None),
-    ("xdncnn", (48, 64)),      # fixed size: xUnits as grouped convs on 4x4 blocks
+    # fixed size: xUnits as grouped convs on 4x4 blocks (the default run checks the simulation
+    # of blocks in test_simulated_xunits_predict_the_int8_file_split_whole_or_blocks)
+    pytest.param("xdncnn", (48, 64), marks=pytest.mark.slow),
     pytest.param("xsrcnn_f", None, marks=pytest.mark.slow)])
 def test_fine_tuned_int8_is_predicted_by_keras_and_keeps_the_graph(name, input_shape, tmp_path):
     post = _int8(name, tmp_path, 0, input_shape)
