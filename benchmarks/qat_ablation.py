@@ -9,7 +9,8 @@ xUnits, batch norms as 1x1 convs), fine-tunes it with the export's defaults, and
 simulation (which predicts the int8 file) on a development set: every 25th photo of BSD200
 (8 photos; a training set, never a test set).  Then each group of roundings (the FakeQuants of
 one name, e.g. all ``q_out`` of the xUnits) is replaced by a clip to its range alone, and the
-drop is scored again; last, every activation rounding off (the int8 weights alone).  About 5 min
+drop is scored again; last, every activation rounding off (the int8 weights alone), and, for
+comparison, the float model with its kernels rounded to int8 and nothing else.  About 5 min
 for xSRCNNf and 30 min for xDnCNN on 2 cores.
 
 Writes ``benchmarks/results/qat_ablation_<model>.{json,md}``.
@@ -28,6 +29,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -39,6 +41,7 @@ from zoo.export.calibrate import calibration_inputs, fine_tune_quantized
 from zoo.export.model import inference_model
 from zoo.export.rewrites import integer_form
 from zoo.export.settings import CALIBRATION_SAMPLES
+from zoo.layers import XUnit
 from zoo.protocol import evaluation_pairs, score
 from zoo.restore import output_scale
 
@@ -54,6 +57,23 @@ def development_pairs(folder, task, level, mode, sub_pixel, every=25):
         for path in files:
             (Path(target) / path.name).symlink_to(path.resolve())
         return evaluation_pairs(target, task, level, mode=mode, sub_pixel=sub_pixel, seed=0)
+
+
+@contextlib.contextmanager
+def int8_kernels(model):
+    """``model``'s conv and xUnit kernels rounded as the int8 file's weights (per output channel;
+    the xUnits' 9x9 kernels whole, coarser than their split pieces), nothing else rounded."""
+    kernels = [(layer.kernel, -1) for layer in model.layers
+               if isinstance(layer, keras.layers.Conv2D)]
+    kernels += [(layer.depthwise.kernel, 2) for layer in model.layers if isinstance(layer, XUnit)]
+    kept = [ops.convert_to_numpy(kernel) for kernel, _ in kernels]
+    for kernel, axis in kernels:
+        kernel.assign(qat.quantize_kernel(ops.convert_to_tensor(kernel), axis=axis))
+    try:
+        yield
+    finally:
+        for (kernel, _), value in zip(kernels, kept):
+            kernel.assign(value)
 
 
 @contextlib.contextmanager
@@ -96,6 +116,8 @@ def main():
     psnr = lambda m: float(np.mean([score(np.asarray(m(d[None], training=False))[0], c,
                                           a.task, a.level)["psnr"] for _, d, c in pairs]))
     reference = psnr(model)
+    with int8_kernels(model):
+        float_int8_weights = reference - psnr(model)
     drop = lambda: reference - psnr(simulated)
     base = drop()
     groups = collections.defaultdict(list)
@@ -116,7 +138,8 @@ def main():
              f"of {Path(a.dev).name}. Keras float {reference:.3f} dB; the fine-tuned int8 "
              f"simulation loses {base:.4f} dB ({seconds:.0f} s of fine-tuning); with every "
              f"activation rounding off (each tensor still clipped to its range, int8 weights) "
-             f"{weights_only:.4f} dB.", "",
+             f"{weights_only:.4f} dB; the float model with int8 kernels alone (before fine-tuning; "
+             f"xUnit kernels rounded whole) {float_int8_weights:.4f} dB.", "",
              "| group of roundings | count | switched off, the drop falls by (dB) |",
              "|---|---|---|"]
     lines += [f"| `{r['group']}` | {r['roundings']} | {r['saves_db']:+.4f} |"
@@ -124,6 +147,7 @@ def main():
     write(f"qat_ablation_{a.model}", {"machine": machine(), "args": vars(a),
                                       "float_db": reference, "drop_db": base,
                                       "weights_only_drop_db": weights_only,
+                                      "float_int8_kernels_drop_db": float_int8_weights,
                                       "fine_tuning_seconds": seconds, "groups": rows},
           "\n".join(lines))
 
