@@ -132,6 +132,10 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
         raise ValueError(f"quantization-aware fine-tuning (qat_steps) is for int8 exports, "
                          f"not {mode}")
 
+    notes = []
+    xunit_split = XUNIT_SPLIT.get(mode) if xunit_split is None else xunit_split
+    if xunit_block is None:
+        xunit_block = XUNIT_BLOCK if mode == "int8" and shape else 0
     calibration = None
     if mode in CALIBRATED:
         with _phase(timings, "calibration inputs"):
@@ -139,13 +143,7 @@ def export(model, out, *, mode="float32", weights=None, overrides=None, task=Non
                 calibration_data or demo_images(colour, split="train"), task=task, level=level,
                 mode=colour, upsampling=upsampling, ratio=ratio, input_shape=shape,
                 samples=calibration_count(calibration_samples, shape), seed=seed)
-    notes = []
-    gate_clip = gate_clip if mode in CALIBRATED else None
-    xunit_split = XUNIT_SPLIT.get(mode) if xunit_split is None else xunit_split
-    if xunit_block is None:
-        xunit_block = XUNIT_BLOCK if mode == "int8" and shape else 0
-    if mode in CALIBRATED:
-        with _phase(timings, "scale equalisation"):
+        with _phase(timings, "scale equalisation"):      # and the other exact integer rewrites
             converted = integer_form(keras_model, calibration, mode=mode, gate_clip=gate_clip,
                                      split=xunit_split, block=xunit_block)
     else:
