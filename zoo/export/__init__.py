@@ -3,9 +3,10 @@
     export("xdncnn", "xdncnn_int8.tflite", weights="runs/xdncnn/best.keras", mode="int8")
 
 Conversion path: the Keras model is written as a SavedModel with a fixed ``(1, H, W, C)`` or a
-resizable ``(1, None, None, C)`` input signature (``model.export(format="tf_saved_model")``) and
-converted by ``tf.lite.TFLiteConverter.from_saved_model``.  (``from_concrete_functions`` given the
-Keras model silently yields a NaN model under Keras 3.)  Modes:
+resizable ``(1, None, None, C)`` input signature (its inference function and variables alone,
+half the time of ``model.export(format="tf_saved_model")``) and converted by
+``tf.lite.TFLiteConverter.from_saved_model``.  (``from_concrete_functions`` given the Keras model
+silently yields a NaN model under Keras 3: it tracks no ``tf.Variable``.)  Modes:
 
 - ``float32``: weights and arithmetic in float32.
 - ``float16``: float16 weights (half the file); CPU kernels dequantize them to float32 at load,

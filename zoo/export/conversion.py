@@ -1,4 +1,4 @@
-"""Keras -> ``.tflite`` through a SavedModel (``from_saved_model``; ``from_concrete_functions``
+"""Keras -> ``.tflite`` through a lean SavedModel (``from_saved_model``; ``from_concrete_functions``
 given a Keras 3 model silently yields a NaN model) and the flatbuffer inspection of the result.
 """
 
@@ -90,7 +90,7 @@ def convert(model, mode="float32", *, input_shape=None, calibration=None, io_dty
     # Select TF ops are allowed in the conversion so that the ops needing them can be listed.
     supported = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
     with tempfile.TemporaryDirectory(prefix="zoo-export-") as folder:
-        model.export(folder, format="tf_saved_model", input_signature=[signature], verbose=False)
+        _write_saved_model(model, folder, signature)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         if mode != "float32":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -117,6 +117,27 @@ def convert(model, mode="float32", *, input_shape=None, calibration=None, io_dty
                          "ops, or pass --allow-select-ops (the app must then link the Flex "
                          "delegate)")
     return content, report
+
+
+def _write_saved_model(model, folder, signature):
+    """Write ``model``'s inference alone as a SavedModel: its variables and one
+    ``serving_default`` signature (input ``args_0``, output ``output_0``).
+
+    Half the time of ``model.export(format="tf_saved_model")`` (5 s against 10 s for xDnCNN
+    here), which also traces and saves Keras' own endpoints. The module tracks the
+    ``tf.Variable`` inside each Keras variable: tracking the Keras variables (or the model, as
+    ``from_concrete_functions(..., model)`` does) leaves the weights out of the frozen graph,
+    and the converter then yields a NaN model without error.
+    """
+    module = tf.Module()
+    module.weights = [variable.value for variable in model.variables]
+
+    def serve(args_0):
+        return model(args_0, training=False)
+
+    function = tf.function(serve, input_signature=[signature], autograph=False)
+    tf.saved_model.save(module, folder,
+                        signatures={"serving_default": function.get_concrete_function()})
 
 
 def op_counts(ops):
