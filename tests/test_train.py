@@ -27,19 +27,21 @@ def _cli(args, **kwargs):
 
 
 def test_short_run_lowers_loss_and_beats_the_degraded_input(folder, tmp_path):
-    run = train(TrainConfig(model="xnet", overrides={"layers": 3, "filters": 32},
+    # 60 steps of 16 filters gain 2.8 dB over the noisy input (120 of 32 filters: 8.3 dB, in
+    # 35 s against 15)
+    run = train(TrainConfig(model="xnet", overrides={"layers": 3, "filters": 16},
                             train=[str(folder)], val=[str(folder)], recipe="demo",
-                            recipe_overrides={"steps": 120, "steps_per_epoch": 40,
+                            recipe_overrides={"steps": 60, "steps_per_epoch": 20,
                                               "patch_size": 32, "batch_size": 16},
                             out=str(tmp_path / "run")))
     loss = run["history"]["loss"]
     assert loss[-1] < loss[0]
     assert run["val_psnr"] > run["input_psnr"] + 1.0
     saved = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert saved["val_psnr"] == run["val_psnr"] and saved["steps"] == 120
+    assert saved["val_psnr"] == run["val_psnr"] and saved["steps"] == 60
     assert saved["config"]["model"] == "xnet" and "tensorflow" in saved["versions"]
     restored = keras.saving.load_model(tmp_path / "run" / "best.keras")
-    assert restored.count_params() == zoo.build("xnet", layers=3, filters=32).count_params()
+    assert restored.count_params() == zoo.build("xnet", layers=3, filters=16).count_params()
 
 
 def test_tensorboard_has_validation_psnr_and_images(folder, tmp_path):
