@@ -144,6 +144,23 @@ def test_relu_baselines_export_in_all_four_modes(name, tmp_path):
     _check_modes(_export_all_modes(name, tmp_path), tmp_path, name)
 
 
+def test_file_has_the_one_signature_android_reads_and_the_models_weights(rng):
+    # the lean SavedModel (zoo.export.conversion) must carry the weights: tracking Keras
+    # variables instead of their tf.Variables gives a NaN file without error
+    from ai_edge_litert.interpreter import Interpreter
+    keras.utils.set_random_seed(0)
+    model = _randomised(zoo.build("xsrcnn_f"))
+    content, _ = convert(model, "float32", input_shape=(12, 12))
+    interpreter = Interpreter(model_content=content)
+    assert interpreter.get_signature_list() == {
+        "serving_default": {"inputs": ["args_0"], "outputs": ["output_0"]}}
+    assert interpreter.get_input_details()[0]["name"] == "serving_default_args_0:0"
+    x = rng.random((1, 12, 12, 1), dtype=np.float32)
+    y = interpreter.get_signature_runner("serving_default")(args_0=x)["output_0"]
+    np.testing.assert_allclose(y, np.asarray(model(x)), atol=1e-4)
+    assert np.abs(y).max() > 0
+
+
 def test_resizable_model_runs_at_two_sizes(tmp_path, rng):
     model = _randomised(zoo.build("xsrresnet", blocks=1, filters=16))
     content, report = convert(model, "float32")
