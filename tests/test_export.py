@@ -147,11 +147,10 @@ def test_relu_baselines_export_in_all_four_modes(name, tmp_path):
 def test_file_has_the_one_signature_android_reads_and_the_models_weights(rng):
     # the lean SavedModel (zoo.export.conversion) must carry the weights: tracking Keras
     # variables instead of their tf.Variables gives a NaN file without error
-    from ai_edge_litert.interpreter import Interpreter
     keras.utils.set_random_seed(0)
     model = _randomised(zoo.build("xsrcnn_f"))
     content, _ = convert(model, "float32", input_shape=(12, 12))
-    interpreter = Interpreter(model_content=content)
+    interpreter = LiteRT(content).interpreter
     assert interpreter.get_signature_list() == {
         "serving_default": {"inputs": ["args_0"], "outputs": ["output_0"]}}
     assert interpreter.get_input_details()[0]["name"] == "serving_default_args_0:0"
